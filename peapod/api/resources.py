@@ -167,3 +167,25 @@ class Registry:
 
 
 REGISTRY = Registry()
+
+
+def api_path(info: ResourceInfo, namespace: str | None = None, name: str | None = None,
+             subresource: str | None = None) -> str:
+    """The REST path of a collection or an object: /api/v1/namespaces/ns/pods/name/status."""
+    base = f"/apis/{info.group}/{info.version}" if info.group else f"/api/{info.version}"
+    if info.namespaced and namespace:
+        base += f"/namespaces/{namespace}"
+    base += f"/{info.resource}"
+    if name:
+        base += f"/{name}"
+        if subresource:
+            base += f"/{subresource}"
+    return base
+
+
+def resource(group: str, version: str, plural: str) -> ResourceInfo:
+    """Look up a served resource; KeyError when it is not served."""
+    info = REGISTRY.get(group, version, plural)
+    if info is None:
+        raise KeyError(f"{plural}.{group or 'core'}/{version} is not served")
+    return info

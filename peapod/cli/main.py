@@ -1,0 +1,70 @@
+"""The ``peapod`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("/var/lib/peapod")
+
+
+class CliError(Exception):
+    """A problem the user can fix: printed as one line, exit code 1, no traceback."""
+
+
+def _add_server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state directory")
+    p.add_argument("--port", type=int, default=6443, help="HTTPS port of the API server")
+    p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: loopback)")
+    p.add_argument(
+        "--store", default=None,
+        help="store: sqlite (default, DATA/state.db), sqlite:///PATH, or etcd://H1:2379,H2:2379",
+    )
+    p.add_argument("--advertise-address", default=None, help="address put in kubeconfig/certificates")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peapod", description="A Kubernetes-compatible pod engine.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run a single-node cluster in the foreground")
+    _add_server_flags(up)
+    server = sub.add_parser("server", help="run the control plane only")
+    _add_server_flags(server)
+    kc = sub.add_parser("kubeconfig", help="print the admin kubeconfig of a data dir")
+    kc.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in ("up", "server"):
+            from peapod.cli.up import run_up
+
+            return run_up(args, with_agent=args.command == "up")
+        if args.command == "kubeconfig":
+            path = args.data_dir / "kubeconfig"
+            if not path.exists():
+                raise CliError(
+                    f"no kubeconfig in {args.data_dir}: start `peapod up --data-dir {args.data_dir}` first"
+                )
+            sys.stdout.write(path.read_text())
+            return 0
+        if args.command == "version":
+            from peapod import __version__
+
+            print(f"peapod {__version__}")
+            return 0
+    except CliError as e:
+        print(f"peapod: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
