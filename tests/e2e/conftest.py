@@ -1,0 +1,40 @@
+"""End-to-end fixtures: a real `peapod up` process in a temporary directory."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from peapod.testing.cluster import PeapodCluster
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeapodCluster]:
+    c = PeapodCluster(tmp_path_factory.mktemp("peapod"))
+    c.start()
+    try:
+        yield c
+    finally:
+        code = c.stop()
+        if code not in (0, None):
+            print(c.log_tail())
+
+
+@pytest.fixture
+def namespace(cluster: PeapodCluster) -> Iterator[str]:
+    """A fresh namespace per test, so tests sharing a cluster do not see each other."""
+    name = f"t{os.getpid() % 10000}-{next(_counter)}"
+    cluster.kubectl("create", "namespace", name, check=True)
+    yield name
+
+
+def write(tmp: Path, name: str, text: str) -> Path:
+    p = tmp / name
+    p.write_text(text)
+    return p
