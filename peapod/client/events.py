@@ -1,0 +1,78 @@
+"""Recording Events for ``kubectl describe`` (client-go's EventRecorder, core/v1 events).
+
+Repeats of the same (object, type, reason, message) within the aggregation window are folded
+into one Event whose ``count`` and ``lastTimestamp`` grow, as Kubernetes' correlator does.
+Recording never raises: events are best-effort.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from peapod.api.errors import ApiError
+from peapod.api.resources import resource
+from peapod.client.rest import ApiClient
+from peapod.clock import Clock, rfc3339
+
+log = logging.getLogger(__name__)
+EVENTS = resource("", "v1", "events")
+AGGREGATION_WINDOW = timedelta(minutes=10)
+
+
+def object_reference(obj: dict[str, Any]) -> dict[str, Any]:
+    md = obj.get("metadata", {})
+    ref = {"kind": obj.get("kind", ""), "apiVersion": obj.get("apiVersion", ""), "name": md.get("name", ""),
+           "uid": md.get("uid", ""), "resourceVersion": md.get("resourceVersion", "")}
+    if md.get("namespace"):
+        ref["namespace"] = md["namespace"]
+    return ref
+
+
+class EventRecorder:
+    def __init__(self, client: ApiClient, *, component: str, clock: Clock, host: str = "") -> None:
+        self.client = client
+        self.component = component
+        self.host = host
+        self.clock = clock
+        self._seen: dict[tuple[str, ...], tuple[str, str, int, datetime]] = {}
+
+    async def record(
+        self, obj: dict[str, Any], type_: str, reason: str, message: str, *, field_path: str = ""
+    ) -> None:
+        ref = object_reference(obj)
+        if field_path:
+            ref["fieldPath"] = field_path
+        ns = ref.get("namespace") or "default"
+        now = self.clock.now()
+        key = (ref["uid"], ref.get("fieldPath", ""), type_, reason, message)
+        try:
+            prev = self._seen.get(key)
+            if prev is not None and now - prev[3] < AGGREGATION_WINDOW:
+                name, pns, count, _ = prev
+                patch = {"count": count + 1, "lastTimestamp": rfc3339(now)}
+                await self.client.patch(EVENTS, name, patch, pns, patch_type="merge")
+                self._seen[key] = (name, pns, count + 1, now)
+                return
+            name = f"{ref['name']}.{secrets.token_hex(8)}"
+            source = {"component": self.component}
+            if self.host:
+                source["host"] = self.host
+            ev = {
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": name, "namespace": ns},
+                "involvedObject": ref, "reason": reason, "message": message, "type": type_,
+                "source": source, "count": 1,
+                "firstTimestamp": rfc3339(now), "lastTimestamp": rfc3339(now),
+                "reportingComponent": self.component, "reportingInstance": self.host or self.component,
+            }
+            await self.client.create(EVENTS, ev, ns)
+            self._seen[key] = (name, ns, 1, now)
+            if len(self._seen) > 4096:
+                self._seen.pop(next(iter(self._seen)))
+        except ApiError as e:
+            log.debug("event %s/%s not recorded: %s", reason, ref["name"], e.message)
+        except OSError as e:
+            log.debug("event %s/%s not recorded: %s", reason, ref["name"], e)
