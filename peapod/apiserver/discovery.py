@@ -108,7 +108,12 @@ def api_resource_list(group: str, version: str, registry: Registry = REGISTRY) -
         items.append(_api_resource(r))
         for s in sorted(r.subresources, key=lambda s: s.name):
             items.append(_api_subresource(r, s))
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": _gv(group, version), "resources": items}
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": _gv(group, version),
+        "resources": items,
+    }
 
 
 # -- aggregated discovery -----------------------------------------------------------------------
@@ -210,7 +215,11 @@ def negotiate_discovery(accept_header: str | None) -> tuple[str | None, str]:
             continue
         if mtype != "application/json":
             continue
-        if params.get("g") == DISCOVERY_GROUP and params.get("as") == _AS and params.get("v") in DISCOVERY_VERSIONS:
+        if (
+            params.get("g") == DISCOVERY_GROUP
+            and params.get("as") == _AS
+            and params.get("v") in DISCOVERY_VERSIONS
+        ):
             v = params["v"]
             return v, f"application/json;g={DISCOVERY_GROUP};v={v};as={_AS}"
         if not params.get("as"):

@@ -51,7 +51,7 @@ def to_openapi(node: Any, ref_prefix: str, *, v3: bool) -> Any:
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key == "$ref" and isinstance(value, str) and value.startswith(schema.REF_PREFIX):
-            out[key] = ref_prefix + value[len(schema.REF_PREFIX):]
+            out[key] = ref_prefix + value[len(schema.REF_PREFIX) :]
         elif key == "type" and isinstance(value, list):
             types = [t for t in value if t != "null"]
             if types:
@@ -79,12 +79,22 @@ def to_openapi(node: Any, ref_prefix: str, *, v3: bool) -> Any:
 
 def _definition(name: str, ref_prefix: str, *, v3: bool) -> dict[str, Any]:
     raw = schema.definitions()[name]
+    # kube-openapi writes these two as a plain string in v2 and as oneOf in v3 (OpenAPIV3OneOfTypes);
+    # kubectl explain then prints <IntOrString>/<Quantity> because the v3 schema has no single type.
     if name == _INT_OR_STRING:
-        return {"description": raw.get("description", "IntOrString is a type that can hold an int32 or a "
-                                       "string."), "type": "string", "format": "int-or-string"}
+        doc = raw.get("description", "IntOrString is a type that can hold an int32 or a string.")
+        if v3:
+            return {
+                "description": doc,
+                "format": "int-or-string",
+                "oneOf": [{"type": "integer"}, {"type": "string"}],
+            }
+        return {"description": doc, "format": "int-or-string", "type": "string"}
     if name == _QUANTITY:
-        return {"description": raw.get("description", "Quantity is a fixed-point representation of a number."),
-                "type": "string"}
+        doc = raw.get("description", "Quantity is a fixed-point representation of a number.")
+        if v3:
+            return {"description": doc, "oneOf": [{"type": "string"}, {"type": "number"}]}
+        return {"description": doc, "type": "string"}
     return to_openapi(raw, ref_prefix, v3=v3)
 
 
@@ -92,7 +102,7 @@ def _refs(node: Any, out: set[str]) -> None:
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith(schema.REF_PREFIX):
-            out.add(ref[len(schema.REF_PREFIX):])
+            out.add(ref[len(schema.REF_PREFIX) :])
         for v in node.values():
             _refs(v, out)
     elif isinstance(node, list):
@@ -139,53 +149,91 @@ def _roots(resources: list[ResourceInfo]) -> list[str]:
 # -- paths --------------------------------------------------------------------------------------
 
 _QUERY_DOCS: dict[str, tuple[str, str]] = {
-    "pretty": ("string", "If 'true', then the output is pretty printed. Defaults to 'false' unless the "
-               "user-agent indicates a browser or command-line HTTP tool (curl and wget)."),
-    "dryRun": ("string", "When present, indicates that modifications should not be persisted. An invalid or "
-               "unrecognized dryRun directive will result in an error response and no further processing "
-               "of the request. Valid values are: - All: all dry run stages will be processed"),
-    "fieldManager": ("string", "fieldManager is a name associated with the actor or entity that is making "
-                     "these changes. The value must be less than or 128 characters long, and only contain "
-                     "printable characters, as defined by https://golang.org/pkg/unicode/#IsPrint."),
-    "fieldValidation": ("string", "fieldValidation instructs the server on how to handle objects in the "
-                        "request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: "
-                        "- Ignore: This will ignore any unknown fields that are silently dropped from the "
-                        "object, and will ignore all but the last duplicate field that the decoder "
-                        "encounters. - Warn: This will send a warning via the standard warning response "
-                        "header for each unknown field that is dropped from the object, and for each "
-                        "duplicate field that is encountered. - Strict: This will fail the request with a "
-                        "BadRequest error if any unknown fields would be dropped from the object, or if "
-                        "any duplicate fields are present. The error returned from the server will contain "
-                        "all unknown and duplicate fields encountered."),
-    "force": ("boolean", "Force is going to \"force\" Apply requests. It means user will re-acquire "
-              "conflicting fields owned by other people. Force flag must be unset for non-apply patch "
-              "requests."),
-    "gracePeriodSeconds": ("integer", "The duration in seconds before the object should be deleted. Value "
-                           "must be non-negative integer. The value zero indicates delete immediately."),
-    "propagationPolicy": ("string", "Whether and how garbage collection will be performed. Acceptable "
-                          "values are: 'Orphan', 'Background', 'Foreground'."),
-    "labelSelector": ("string", "A selector to restrict the list of returned objects by their labels. "
-                      "Defaults to everything."),
-    "fieldSelector": ("string", "A selector to restrict the list of returned objects by their fields. "
-                      "Defaults to everything."),
+    "pretty": (
+        "string",
+        "If 'true', then the output is pretty printed. Defaults to 'false' unless the "
+        "user-agent indicates a browser or command-line HTTP tool (curl and wget).",
+    ),
+    "dryRun": (
+        "string",
+        "When present, indicates that modifications should not be persisted. An invalid or "
+        "unrecognized dryRun directive will result in an error response and no further processing "
+        "of the request. Valid values are: - All: all dry run stages will be processed",
+    ),
+    "fieldManager": (
+        "string",
+        "fieldManager is a name associated with the actor or entity that is making "
+        "these changes. The value must be less than or 128 characters long, and only contain "
+        "printable characters, as defined by https://golang.org/pkg/unicode/#IsPrint.",
+    ),
+    "fieldValidation": (
+        "string",
+        "fieldValidation instructs the server on how to handle objects in the "
+        "request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: "
+        "- Ignore: This will ignore any unknown fields that are silently dropped from the "
+        "object, and will ignore all but the last duplicate field that the decoder "
+        "encounters. - Warn: This will send a warning via the standard warning response "
+        "header for each unknown field that is dropped from the object, and for each "
+        "duplicate field that is encountered. - Strict: This will fail the request with a "
+        "BadRequest error if any unknown fields would be dropped from the object, or if "
+        "any duplicate fields are present. The error returned from the server will contain "
+        "all unknown and duplicate fields encountered.",
+    ),
+    "force": (
+        "boolean",
+        'Force is going to "force" Apply requests. It means user will re-acquire '
+        "conflicting fields owned by other people. Force flag must be unset for non-apply patch "
+        "requests.",
+    ),
+    "gracePeriodSeconds": (
+        "integer",
+        "The duration in seconds before the object should be deleted. Value "
+        "must be non-negative integer. The value zero indicates delete immediately.",
+    ),
+    "propagationPolicy": (
+        "string",
+        "Whether and how garbage collection will be performed. Acceptable "
+        "values are: 'Orphan', 'Background', 'Foreground'.",
+    ),
+    "labelSelector": (
+        "string",
+        "A selector to restrict the list of returned objects by their labels. Defaults to everything.",
+    ),
+    "fieldSelector": (
+        "string",
+        "A selector to restrict the list of returned objects by their fields. Defaults to everything.",
+    ),
     "limit": ("integer", "limit is a maximum number of responses to return for a list call."),
     "continue": ("string", "The continue option should be set when retrieving more results from the server."),
-    "resourceVersion": ("string", "resourceVersion sets a constraint on what resource versions a request "
-                        "may be served from."),
-    "resourceVersionMatch": ("string", "resourceVersionMatch determines how resourceVersion is applied to "
-                             "list calls."),
+    "resourceVersion": (
+        "string",
+        "resourceVersion sets a constraint on what resource versions a request may be served from.",
+    ),
+    "resourceVersionMatch": (
+        "string",
+        "resourceVersionMatch determines how resourceVersion is applied to list calls.",
+    ),
     "sendInitialEvents": ("boolean", "`sendInitialEvents=true` may be set together with `watch=true`."),
     "timeoutSeconds": ("integer", "Timeout for the list/watch call."),
-    "watch": ("boolean", "Watch for changes to the described resources and return them as a stream of add, "
-              "update, and remove notifications."),
-    "allowWatchBookmarks": ("boolean", "allowWatchBookmarks requests watch events with type \"BOOKMARK\"."),
+    "watch": (
+        "boolean",
+        "Watch for changes to the described resources and return them as a stream of add, "
+        "update, and remove notifications.",
+    ),
+    "allowWatchBookmarks": ("boolean", 'allowWatchBookmarks requests watch events with type "BOOKMARK".'),
     "container": ("string", "The container for which to stream logs."),
     "follow": ("boolean", "Follow the log stream of the pod."),
     "previous": ("boolean", "Return previous terminated container logs."),
-    "sinceSeconds": ("integer", "A relative time in seconds before the current time from which to show logs."),
+    "sinceSeconds": (
+        "integer",
+        "A relative time in seconds before the current time from which to show logs.",
+    ),
     "tailLines": ("integer", "The number of lines from the end of the logs to show."),
     "timestamps": ("boolean", "If true, add an RFC3339 timestamp at the beginning of every line."),
-    "limitBytes": ("integer", "The number of bytes to read from the server before terminating the log output."),
+    "limitBytes": (
+        "integer",
+        "The number of bytes to read from the server before terminating the log output.",
+    ),
     "command": ("string", "Command is the remote command to execute. argv array."),
     "stdin": ("boolean", "Redirect the standard input stream of the pod for this call."),
     "stdout": ("boolean", "Redirect the standard output stream of the pod for this call."),
@@ -193,15 +241,27 @@ _QUERY_DOCS: dict[str, tuple[str, str]] = {
     "tty": ("boolean", "TTY if true indicates that a tty will be allocated for the exec call."),
     "ports": ("integer", "List of ports to forward."),
 }
-_LIST_PARAMS = ("allowWatchBookmarks", "continue", "fieldSelector", "labelSelector", "limit", "resourceVersion",
-                "resourceVersionMatch", "sendInitialEvents", "timeoutSeconds", "watch")
+_LIST_PARAMS = (
+    "allowWatchBookmarks",
+    "continue",
+    "fieldSelector",
+    "labelSelector",
+    "limit",
+    "resourceVersion",
+    "resourceVersionMatch",
+    "sendInitialEvents",
+    "timeoutSeconds",
+    "watch",
+)
 _WRITE_PARAMS = ("dryRun", "fieldManager", "fieldValidation")
 _DELETE_PARAMS = ("dryRun", "gracePeriodSeconds", "propagationPolicy")
 _LOG_PARAMS = ("container", "follow", "limitBytes", "previous", "sinceSeconds", "tailLines", "timestamps")
 _EXEC_PARAMS = ("command", "container", "stderr", "stdin", "stdout", "tty")
 
 
-def _param(name: str, where: str, *, v3: bool, required: bool = False, description: str = "") -> dict[str, Any]:
+def _param(
+    name: str, where: str, *, v3: bool, required: bool = False, description: str = ""
+) -> dict[str, Any]:
     typ, doc = _QUERY_DOCS.get(name, ("string", description))
     p: dict[str, Any] = {"name": name, "in": where, "description": description or doc}
     if required:
@@ -221,8 +281,15 @@ def _path_params(named: bool, namespaced: bool, kind: str, *, v3: bool) -> list[
     if named:
         out.append(_param("name", "path", v3=v3, required=True, description=f"name of the {kind}"))
     if namespaced:
-        out.append(_param("namespace", "path", v3=v3, required=True,
-                          description="object name and auth scope, such as for teams and projects"))
+        out.append(
+            _param(
+                "namespace",
+                "path",
+                v3=v3,
+                required=True,
+                description="object name and auth scope, such as for teams and projects",
+            )
+        )
     out.append(_param("pretty", "query", v3=v3))
     return out
 
@@ -275,8 +342,9 @@ class _Ops:
             o["produces"] = list(produces)
             o["schemes"] = ["https"]
             if body is not None:
-                plist.insert(0, {"in": "body", "name": "body", "required": True,
-                                 "schema": self.schema_ref(body)})
+                plist.insert(
+                    0, {"in": "body", "name": "body", "required": True, "schema": self.schema_ref(body)}
+                )
         if plist:
             o["parameters"] = plist
         o["responses"] = resp
@@ -324,46 +392,92 @@ def _resource_paths(r: ResourceInfo, ops: _Ops) -> dict[str, dict[str, Any]]:
 
     coll: dict[str, Any] = {}
     if "list" in verbs:
-        coll["get"] = ops.op(action="list", op_id=f"list{gid}{ns}{r.kind}", tag=tag, gvk=gvk,
-                             description=f"list or watch objects of kind {r.kind}", params=_LIST_PARAMS,
-                             responses={"200": list_def})
+        coll["get"] = ops.op(
+            action="list",
+            op_id=f"list{gid}{ns}{r.kind}",
+            tag=tag,
+            gvk=gvk,
+            description=f"list or watch objects of kind {r.kind}",
+            params=_LIST_PARAMS,
+            responses={"200": list_def},
+        )
     if "create" in verbs:
-        coll["post"] = ops.op(action="post", op_id=f"create{gid}{ns}{r.kind}", tag=tag, gvk=gvk,
-                              description=f"create a {r.kind}", params=_WRITE_PARAMS, body=kind_def,
-                              responses={"200": kind_def, "201": kind_def, "202": kind_def})
+        coll["post"] = ops.op(
+            action="post",
+            op_id=f"create{gid}{ns}{r.kind}",
+            tag=tag,
+            gvk=gvk,
+            description=f"create a {r.kind}",
+            params=_WRITE_PARAMS,
+            body=kind_def,
+            responses={"200": kind_def, "201": kind_def, "202": kind_def},
+        )
     if "deletecollection" in verbs:
-        coll["delete"] = ops.op(action="deletecollection", op_id=f"deletecollection{gid}{ns}{r.kind}",
-                                tag=tag, gvk=gvk, description=f"delete collection of {r.kind}",
-                                params=_DELETE_PARAMS + _LIST_PARAMS, body=META + "DeleteOptions",
-                                responses={"200": status})
+        coll["delete"] = ops.op(
+            action="deletecollection",
+            op_id=f"deletecollection{gid}{ns}{r.kind}",
+            tag=tag,
+            gvk=gvk,
+            description=f"delete collection of {r.kind}",
+            params=_DELETE_PARAMS + _LIST_PARAMS,
+            body=META + "DeleteOptions",
+            responses={"200": status},
+        )
     if coll:
         coll["parameters"] = _path_params(False, r.namespaced, r.kind, v3=v3)
         paths[base] = coll
 
     item: dict[str, Any] = {}
     if "get" in verbs:
-        item["get"] = ops.op(action="get", op_id=f"read{gid}{ns}{r.kind}", tag=tag, gvk=gvk,
-                             description=f"read the specified {r.kind}", responses={"200": kind_def})
+        item["get"] = ops.op(
+            action="get",
+            op_id=f"read{gid}{ns}{r.kind}",
+            tag=tag,
+            gvk=gvk,
+            description=f"read the specified {r.kind}",
+            responses={"200": kind_def},
+        )
     if "update" in verbs:
-        item["put"] = ops.op(action="put", op_id=f"replace{gid}{ns}{r.kind}", tag=tag, gvk=gvk,
-                             description=f"replace the specified {r.kind}", params=_WRITE_PARAMS,
-                             body=kind_def, responses={"200": kind_def, "201": kind_def})
+        item["put"] = ops.op(
+            action="put",
+            op_id=f"replace{gid}{ns}{r.kind}",
+            tag=tag,
+            gvk=gvk,
+            description=f"replace the specified {r.kind}",
+            params=_WRITE_PARAMS,
+            body=kind_def,
+            responses={"200": kind_def, "201": kind_def},
+        )
     if "delete" in verbs:
-        item["delete"] = ops.op(action="delete", op_id=f"delete{gid}{ns}{r.kind}", tag=tag, gvk=gvk,
-                                description=f"delete a {r.kind}", params=_DELETE_PARAMS,
-                                body=META + "DeleteOptions", responses={"200": kind_def, "202": kind_def})
+        item["delete"] = ops.op(
+            action="delete",
+            op_id=f"delete{gid}{ns}{r.kind}",
+            tag=tag,
+            gvk=gvk,
+            description=f"delete a {r.kind}",
+            params=_DELETE_PARAMS,
+            body=META + "DeleteOptions",
+            responses={"200": kind_def, "202": kind_def},
+        )
     if "patch" in verbs:
-        item["patch"] = _patch_op(ops, f"patch{gid}{ns}{r.kind}", f"partially update the specified {r.kind}",
-                                  tag, gvk, kind_def)
+        item["patch"] = _patch_op(
+            ops, f"patch{gid}{ns}{r.kind}", f"partially update the specified {r.kind}", tag, gvk, kind_def
+        )
     if item:
         item["parameters"] = _path_params(True, r.namespaced, r.kind, v3=v3)
         paths[base + "/{name}"] = item
 
     if r.namespaced and "list" in verbs:
         paths[_root(r.group, r.version) + "/" + r.resource] = {
-            "get": ops.op(action="list", op_id=f"list{gid}{r.kind}ForAllNamespaces", tag=tag, gvk=gvk,
-                          description=f"list or watch objects of kind {r.kind}", params=_LIST_PARAMS,
-                          responses={"200": list_def}),
+            "get": ops.op(
+                action="list",
+                op_id=f"list{gid}{r.kind}ForAllNamespaces",
+                tag=tag,
+                gvk=gvk,
+                description=f"list or watch objects of kind {r.kind}",
+                params=_LIST_PARAMS,
+                responses={"200": list_def},
+            ),
             "parameters": [_param("pretty", "query", v3=v3)],
         }
 
@@ -375,11 +489,20 @@ def _resource_paths(r: ResourceInfo, ops: _Ops) -> dict[str, dict[str, Any]]:
     return paths
 
 
-def _patch_op(ops: _Ops, op_id: str, description: str, tag: str, gvk: tuple[str, str, str],
-              kind_def: str | None) -> dict[str, Any]:
-    return ops.op(action="patch", op_id=op_id, tag=tag, gvk=gvk, description=description,
-                  params=(*_WRITE_PARAMS, "force"), body=META + "Patch", body_types=_PATCH_TYPES,
-                  responses={"200": kind_def, "201": kind_def})
+def _patch_op(
+    ops: _Ops, op_id: str, description: str, tag: str, gvk: tuple[str, str, str], kind_def: str | None
+) -> dict[str, Any]:
+    return ops.op(
+        action="patch",
+        op_id=op_id,
+        tag=tag,
+        gvk=gvk,
+        description=description,
+        params=(*_WRITE_PARAMS, "force"),
+        body=META + "Patch",
+        body_types=_PATCH_TYPES,
+        responses={"200": kind_def, "201": kind_def},
+    )
 
 
 def _subresource_path(r: ResourceInfo, s: Subresource, ops: _Ops, prefix: str, tag: str) -> dict[str, Any]:
@@ -390,30 +513,69 @@ def _subresource_path(r: ResourceInfo, s: Subresource, ops: _Ops, prefix: str, t
     out: dict[str, Any] = {}
     if s.name in _CONNECT:
         for method in ("get", "post"):
-            out[method] = ops.op(action="connect", op_id=f"connect{_camel(method)}{prefix}{what}", tag=tag,
-                                 gvk=gvk, description=f"connect {method.upper()} requests to {s.name} of {r.kind}",
-                                 params=_EXEC_PARAMS if s.name != "portforward" else ("ports",),
-                                 responses={"200": None}, produces=("*/*",))
+            out[method] = ops.op(
+                action="connect",
+                op_id=f"connect{_camel(method)}{prefix}{what}",
+                tag=tag,
+                gvk=gvk,
+                description=f"connect {method.upper()} requests to {s.name} of {r.kind}",
+                params=_EXEC_PARAMS if s.name != "portforward" else ("ports",),
+                responses={"200": None},
+                produces=("*/*",),
+            )
         return out
     if s.name == "log":
-        out["get"] = ops.op(action="get", op_id=f"read{prefix}{what}", tag=tag, gvk=gvk,
-                            description=f"read log of the specified {r.kind}", params=_LOG_PARAMS,
-                            responses={"200": None}, produces=("text/plain", "application/json"))
+        out["get"] = ops.op(
+            action="get",
+            op_id=f"read{prefix}{what}",
+            tag=tag,
+            gvk=gvk,
+            description=f"read log of the specified {r.kind}",
+            params=_LOG_PARAMS,
+            responses={"200": None},
+            produces=("text/plain", "application/json"),
+        )
         return out
     if "get" in verbs:
-        out["get"] = ops.op(action="get", op_id=f"read{prefix}{what}", tag=tag, gvk=gvk,
-                            description=f"read {s.name} of the specified {r.kind}", responses={"200": sub_def})
+        out["get"] = ops.op(
+            action="get",
+            op_id=f"read{prefix}{what}",
+            tag=tag,
+            gvk=gvk,
+            description=f"read {s.name} of the specified {r.kind}",
+            responses={"200": sub_def},
+        )
     if "update" in verbs:
-        out["put"] = ops.op(action="put", op_id=f"replace{prefix}{what}", tag=tag, gvk=gvk,
-                            description=f"replace {s.name} of the specified {r.kind}", params=_WRITE_PARAMS,
-                            body=sub_def, responses={"200": sub_def, "201": sub_def})
+        out["put"] = ops.op(
+            action="put",
+            op_id=f"replace{prefix}{what}",
+            tag=tag,
+            gvk=gvk,
+            description=f"replace {s.name} of the specified {r.kind}",
+            params=_WRITE_PARAMS,
+            body=sub_def,
+            responses={"200": sub_def, "201": sub_def},
+        )
     if "create" in verbs:
-        out["post"] = ops.op(action="post", op_id=f"create{prefix}{what}", tag=tag, gvk=gvk,
-                             description=f"create {s.name} of a {r.kind}", params=_WRITE_PARAMS, body=sub_def,
-                             responses={"200": sub_def, "201": sub_def, "202": sub_def})
+        out["post"] = ops.op(
+            action="post",
+            op_id=f"create{prefix}{what}",
+            tag=tag,
+            gvk=gvk,
+            description=f"create {s.name} of a {r.kind}",
+            params=_WRITE_PARAMS,
+            body=sub_def,
+            responses={"200": sub_def, "201": sub_def, "202": sub_def},
+        )
     if "patch" in verbs:
-        out["patch"] = _patch_op(ops, f"patch{prefix}{what}", f"partially update {s.name} of the specified "
-                                 f"{r.kind}", tag, gvk, sub_def)
+        out["patch"] = _patch_op(
+            ops,
+            f"patch{prefix}{what}",
+            f"partially update {s.name} of the specified {r.kind}",
+            tag,
+            gvk,
+            sub_def,
+        )
     return out
 
 
@@ -423,9 +585,15 @@ def _paths(resources: list[ResourceInfo], ops: _Ops) -> dict[str, Any]:
         paths.update(_resource_paths(r, ops))
     for gv in sorted({(r.group, r.version) for r in resources}):
         paths[_root(*gv) + "/"] = {
-            "get": ops.op(action="", op_id=f"get{_group_ident(gv[0])}{_camel(gv[1])}APIResources",
-                          tag=_tag(*gv), gvk=None, description="get available resources",
-                          responses={"200": META + "APIResourceList"}, produces=_PRODUCES[:2]),
+            "get": ops.op(
+                action="",
+                op_id=f"get{_group_ident(gv[0])}{_camel(gv[1])}APIResources",
+                tag=_tag(*gv),
+                gvk=None,
+                description="get available resources",
+                responses={"200": META + "APIResourceList"},
+                produces=_PRODUCES[:2],
+            ),
         }
         del paths[_root(*gv) + "/"]["get"]["x-kubernetes-action"]
     return dict(sorted(paths.items()))
@@ -433,8 +601,14 @@ def _paths(resources: list[ResourceInfo], ops: _Ops) -> dict[str, Any]:
 
 # -- documents ----------------------------------------------------------------------------------
 
-_SECURITY = {"BearerToken": {"description": "Bearer Token authentication", "in": "header",
-                             "name": "authorization", "type": "apiKey"}}
+_SECURITY = {
+    "BearerToken": {
+        "description": "Bearer Token authentication",
+        "in": "header",
+        "name": "authorization",
+        "type": "apiKey",
+    }
+}
 
 
 def _dumps(doc: dict[str, Any]) -> bytes:
@@ -514,3 +688,29 @@ def openapi_v3_hash(path: str, registry: Registry = REGISTRY) -> str | None:
     """Content hash of one v3 document (for ETag and immutable caching when ``?hash=`` matches)."""
     entry = _v3_documents(registry).get(path.strip("/"))
     return entry[1] if entry else None
+
+
+# -- /openapi/v2 as protobuf --------------------------------------------------------------------
+
+V2_PROTOBUF_ACCEPT = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+# What kube-apiserver answers with: Go's mime parser rejects the "@" form in a response.
+V2_PROTOBUF_CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+
+
+def wants_v2_protobuf(accept: str | None) -> bool:
+    """client-go's ``OpenAPISchema()`` asks only for protobuf and cannot parse a JSON answer."""
+    a = (accept or "").lower()
+    return "com.github.proto-openapi.spec.v2" in a and "application/json" not in a
+
+
+def openapi_v2_protobuf() -> bytes:
+    """A gnostic ``openapi_v2.Document`` holding only ``swagger: "2.0"`` (field 1).
+
+    kubectl 1.27/1.28 fetch ``/openapi/v2`` as protobuf before every ``create``/``apply``/``explain``
+    and abort on a JSON body or a 404. They take field validation, ``explain`` and patch metadata from
+    OpenAPI v3 (and built-in types' patch metadata from their compiled-in scheme), so an empty
+    document is enough; clients that really want the v2 content get it as JSON from
+    :func:`openapi_v2`.
+    """
+    value = b"2.0"
+    return bytes([0x0A, len(value)]) + value
