@@ -27,10 +27,13 @@ someone else compacted further, and a watch from that revision makes etcd report
 
 Failover: calls go to the preferred endpoint and move to the next on connection failures, timeouts and
 "no leader" answers (every request carries ``hasleader`` metadata, so a member cut off from the
-quorum refuses instead of hanging). Reads are retried freely; writes are retried only when etcd
-cannot have applied them (connection refused, no leader), like clientv3: an ambiguous write failure
-raises StoreUnavailableError. When nothing answers within ``retry_window`` seconds the call raises
-StoreUnavailableError.
+quorum refuses instead of hanging). Reads are retried freely. Writes are retried too, which is safe
+because every write is a compare-and-swap that applies at most once; when a retry's guard fails after
+an attempt whose outcome is unknown, the write raises StoreUnavailableError instead of a misleading
+KeyExists/Conflict/NotFound error (see ``_write``). When nothing answers within ``retry_window``
+seconds the call raises StoreUnavailableError. A watch stream on a member that dies or loses its
+leader is reopened on the next member; a member that hangs without closing the stream is not
+detected (etcd 3.4 has no server-side watch heartbeat by default).
 """
 
 from __future__ import annotations
@@ -200,6 +203,11 @@ class EtcdStore:
     def endpoints(self) -> list[str]:
         return list(self._endpoints)
 
+    @property
+    def preferred_endpoint(self) -> str:
+        """The endpoint the next request (or a new watch stream) goes to first."""
+        return self._endpoints[self._current]
+
     async def close(self) -> None:
         self._closed = True
         for resp in list(self._watch_responses):
@@ -226,41 +234,61 @@ class EtcdStore:
         try:
             data = json.loads(text)
         except ValueError:
-            raise _Transient(f"{endpoint}: HTTP {status}: {text[:200]}", applied_unknown=status < 500) from None
+            raise _Transient(
+                f"{endpoint}: HTTP {status}: {text[:200]}", applied_unknown=status not in (502, 503)
+            ) from None
         if status == 200 and isinstance(data, dict) and "error" not in data:
             return data
         if isinstance(data, dict) and "code" in data:
             raise _classify(int(data["code"]), str(data.get("message") or data.get("error")))
         raise _Transient(f"{endpoint}: HTTP {status}: {text[:200]}", applied_unknown=True)
 
-    async def _call(self, path: str, body: dict[str, Any], *, write: bool) -> dict[str, Any]:
-        """POST to the preferred endpoint, failing over while the cluster is unreachable."""
+    async def _call(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """POST to the preferred endpoint, failing over while the cluster is unreachable.
+
+        Returns the answer and whether an earlier attempt failed in a way that leaves its outcome
+        unknown (it may have been applied; see :meth:`_write`).
+        """
         if self._closed:
             raise StoreUnavailableError("store is closed")
         deadline = time.monotonic() + self._retry_window
         delay = 0.05
         last: Exception | None = None
+        ambiguous = False
         while True:
             for _ in range(len(self._endpoints)):
                 idx = self._current
                 try:
-                    return await self._post(self._endpoints[idx], path, body)
+                    return await self._post(self._endpoints[idx], path, body), ambiguous
                 except _Transient as e:
                     self._advance(idx)
-                    if write and e.applied_unknown:
-                        raise StoreUnavailableError(f"etcd write outcome unknown: {e}") from e
+                    ambiguous = ambiguous or e.applied_unknown
                     last = e
             if time.monotonic() + delay > deadline or self._closed:
                 raise StoreUnavailableError(f"etcd cluster unavailable ({self._endpoints}): {last}") from last
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    async def _txn(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._call("/v3/kv/txn", body, write=True)
+    async def _write(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Run a guarded txn, returning the answer of a txn whose guard held.
+
+        Every write is a compare-and-swap, so it applies at most once however often it is sent: after
+        an attempt with an unknown outcome (timeout, connection lost mid-request) the txn goes to the
+        next member. If the retry's guard holds, the first attempt cannot have applied; if it fails,
+        the first attempt may have been the change that broke it, so the answer is
+        StoreUnavailableError rather than a KeyExists/Conflict/NotFound error about our own write.
+        """
+        try:
+            resp, ambiguous = await self._call("/v3/kv/txn", body)
+        except _EtcdError as e:
+            raise StoreError(f"etcd: {e.message}") from None
+        if not resp.get("succeeded") and ambiguous:
+            raise StoreUnavailableError(f"etcd write to {key} may or may not have been applied")
+        return resp
 
     async def _range(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            return await self._call("/v3/kv/range", body, write=False)
+            return (await self._call("/v3/kv/range", body))[0]
         except _EtcdError as e:
             raise await self._revision_error(e, int(body.get("revision", 0))) from None
 
@@ -307,11 +335,12 @@ class EtcdStore:
 
     async def create(self, key: str, value: bytes) -> KeyValue:
         k = _enc(key)
-        resp = await self._txn(
+        resp = await self._write(
+            key,
             {
                 "compare": [{"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
                 "success": [{"request_put": {"key": k, "value": _b64(value)}}],
-            }
+            },
         )
         if not resp.get("succeeded"):
             raise KeyExistsError(key)
@@ -341,12 +370,13 @@ class EtcdStore:
         guards = self._guards(k, expected_revision)
         if expected_revision <= 0:  # mod_revision is never 0 for a live key: always a conflict
             guards.append({"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": "0"})
-        resp = await self._txn(
+        resp = await self._write(
+            key,
             {
                 "compare": guards,
                 "success": [{"request_put": {"key": k, "value": _b64(value), "prev_kv": True}}],
                 "failure": [{"request_range": {"key": k}}],
-            }
+            },
         )
         if not resp.get("succeeded"):
             raise self._failed(key, resp)
@@ -358,12 +388,13 @@ class EtcdStore:
 
     async def delete(self, key: str, expected_revision: int = 0) -> KeyValue:
         k = _enc(key)
-        resp = await self._txn(
+        resp = await self._write(
+            key,
             {
                 "compare": self._guards(k, expected_revision),
                 "success": [{"request_delete_range": {"key": k, "prev_kv": True}}],
                 "failure": [{"request_range": {"key": k}}],
-            }
+            },
         )
         if not resp.get("succeeded"):
             raise self._failed(key, resp)
@@ -372,7 +403,10 @@ class EtcdStore:
             raise StoreError(f"etcd deleted nothing for {key}")
         prev = _kv(prevs[0])
         return KeyValue(
-            key=key, value=prev.value, create_revision=prev.create_revision, mod_revision=_header_revision(resp)
+            key=key,
+            value=prev.value,
+            create_revision=prev.create_revision,
+            mod_revision=_header_revision(resp),
         )
 
     # -- compaction ----------------------------------------------------------------------------
@@ -383,9 +417,7 @@ class EtcdStore:
         if revision <= 0:
             return
         try:
-            await self._call(
-                "/v3/kv/compaction", {"revision": str(revision), "physical": True}, write=True
-            )
+            await self._call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
         except _EtcdError as e:
             if _COMPACTED_MSG in e.message:
                 await self.compacted_revision()  # learn the newer compaction someone else did
@@ -397,9 +429,7 @@ class EtcdStore:
         known = self._compact_rev
         probe = max(known, 1)
         try:
-            await self._call(
-                "/v3/kv/range", {"key": _b64(b"\0"), "count_only": True, "revision": str(probe)}, write=False
-            )
+            await self._call("/v3/kv/range", {"key": _b64(b"\0"), "count_only": True, "revision": str(probe)})
             return known  # readable at ``known``: etcd has not compacted past it
         except _EtcdError as e:
             if _COMPACTED_MSG not in e.message:
@@ -419,13 +449,13 @@ class EtcdStore:
                     async with self._session.post(
                         self._endpoints[idx] + "/v3/watch", json=body, headers=_HEADERS,
                         timeout=self._watch_timeout,
-                    ) as resp:  # fmt: skip
-                        async for result in _results(resp):
+                    ) as resp, contextlib.aclosing(_results(resp)) as results:  # fmt: skip
+                        async for result in results:
                             if int(result.get("compact_revision", 0)) > 0:
                                 return int(result["compact_revision"])
                             if result.get("canceled"):
                                 break
-            except (aiohttp.ClientError, TimeoutError, _Transient, _EtcdError) as e:
+            except (aiohttp.ClientError, TimeoutError, ValueError, _Transient, _EtcdError) as e:
                 last = e
             self._advance(idx)
             await asyncio.sleep(0.05)
@@ -445,52 +475,58 @@ class EtcdStore:
         }
         next_rev = after_revision + 1
         failing_since: float | None = None
-        last: Exception | None = None
         delay = 0.05
         while not self._closed:
             idx = self._current
-            create["start_revision"] = str(next_rev)
+            error: Exception | None = _Transient(
+                "watch stream ended before it was created", applied_unknown=False
+            )
             try:
-                async with self._session.post(
-                    self._endpoints[idx] + "/v3/watch",
-                    json={"create_request": create},
-                    headers=_HEADERS,
-                    timeout=self._watch_timeout,
-                ) as resp:
-                    self._watch_responses.add(resp)
-                    try:
-                        stream = _results(resp, first_timeout=self._created_timeout)
-                        async for result in stream:
-                            if int(result.get("compact_revision", 0)) > 0:
-                                compact = int(result["compact_revision"])
-                                self._compact_rev = max(self._compact_rev, compact)
-                                raise CompactedError(next_rev - 1, compact)
-                            if result.get("canceled"):  # e.g. the member lost its leader
-                                raise _Transient(result.get("cancel_reason", "canceled"), applied_unknown=False)
-                            failing_since, delay = None, 0.05  # the stream is established and healthy
-                            events = result.get("events") or []
-                            for raw in events:
-                                ev = event_from_wire(raw)
-                                if ev.revision >= next_rev:
-                                    yield ev
-                            if events:
-                                next_rev = max(next_rev, int(events[-1]["kv"]["mod_revision"]) + 1)
-                    finally:
-                        self._watch_responses.discard(resp)
-                last = None  # the stream ended cleanly: reconnect right away
-            except (aiohttp.ClientError, TimeoutError, _Transient, _EtcdError) as e:
+                async with contextlib.aclosing(self._stream(idx, create, next_rev)) as results:
+                    async for result in results:
+                        failing_since, delay, error = None, 0.05, None  # the stream works
+                        events = result.get("events") or []
+                        for raw in events:
+                            ev = event_from_wire(raw)
+                            if ev.revision >= next_rev:
+                                yield ev
+                        if events:  # all events of one revision come in one response
+                            next_rev = max(next_rev, int(events[-1]["kv"]["mod_revision"]) + 1)
+            except (aiohttp.ClientError, TimeoutError, ValueError, _Transient, _EtcdError) as e:
                 if self._closed:
                     return
-                last = e
-            self._advance(idx)
-            if last is None:
+                error = e
+            self._advance(idx)  # reopen on the next member, from next_rev
+            if error is None:
                 continue
             now = time.monotonic()
             failing_since = failing_since or now
             if now - failing_since > self._retry_window:
-                raise StoreUnavailableError(f"etcd watch cannot reconnect: {last}") from last
+                raise StoreUnavailableError(f"etcd watch cannot reconnect: {error}") from error
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+    async def _stream(self, idx: int, create: dict[str, Any], start: int) -> AsyncIterator[dict[str, Any]]:
+        """The watch results of one stream on one member, from ``start``; raises when it breaks."""
+        body = {"create_request": {**create, "start_revision": str(start)}}
+        async with self._session.post(
+            self._endpoints[idx] + "/v3/watch", json=body, headers=_HEADERS, timeout=self._watch_timeout
+        ) as resp:
+            self._watch_responses.add(resp)
+            try:
+                async with contextlib.aclosing(
+                    _results(resp, first_timeout=self._created_timeout)
+                ) as results:
+                    async for result in results:
+                        if int(result.get("compact_revision", 0)) > 0:
+                            compact = int(result["compact_revision"])
+                            self._compact_rev = max(self._compact_rev, compact)
+                            raise CompactedError(start - 1, compact)
+                        if result.get("canceled"):  # e.g. the member lost its leader
+                            raise _Transient(result.get("cancel_reason", "canceled"), applied_unknown=False)
+                        yield result
+            finally:
+                self._watch_responses.discard(resp)
 
 
 async def _results(resp: aiohttp.ClientResponse, first_timeout: float | None = None) -> AsyncIterator[dict]:
@@ -525,7 +561,3 @@ async def _results(resp: aiohttp.ClientResponse, first_timeout: float | None = N
 
 
 __all__ = ["EtcdStore", "event_from_wire", "prefix_end"]
-with contextlib.suppress(ImportError):  # keep the protocol check close to the implementation
-    from peapod.store.base import Store
-
-    assert issubclass(EtcdStore, Store)
