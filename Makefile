@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := runc conmon containernetworking-plugins iproute2 \
+APT_PACKAGES := runc conmon containernetworking-plugins catatonit iproute2 iptables util-linux \
 	docker-registry etcd-server etcd-client skopeo umoci busybox-static
 DATA_DIR ?= /var/lib/peapod
 PORT ?= 6443
