@@ -176,6 +176,31 @@ class ContentStore:
             w.commit()
         return digest
 
+    def ingest(self, stream: BinaryIO) -> tuple[str, int]:
+        """Store a stream whose digest is not known in advance; returns (digest, size)."""
+        hasher = hashlib.sha256()
+        fd, name = tempfile.mkstemp(prefix="blob-", dir=self.ingest_dir)
+        tmp = Path(name)
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                while chunk := stream.read(1 << 20):
+                    hasher.update(chunk)
+                    fh.write(chunk)
+                    size += len(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            digest = f"sha256:{hasher.hexdigest()}"
+            dest = self.path(digest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+            fsync_dir(dest.parent)
+            return digest, size
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
     def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path(digest).unlink()
