@@ -71,7 +71,8 @@ class ControlPlane:
         return ctx
 
     async def start(self) -> None:
-        from peapod.apiserver.app import bootstrap, build_app
+        from peapod.apiserver.app import build_app
+        from peapod.apiserver.bootstrap import bootstrap
         from peapod.store.compactor import run_compactor
         from peapod.store.factory import open_store
 
