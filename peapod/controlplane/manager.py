@@ -1,31 +1,51 @@
-"""The controller manager: runs every controller against the API, each as its own task."""
+"""The controller manager: runs every controller against the API, each as its own task.
+
+Controllers run only while this process leads the Lease ``kube-system/peapod-controller-manager``
+(so several control-plane processes can be started and exactly one acts); when leadership is lost
+they are stopped and the process campaigns again.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import uuid
 from collections.abc import Awaitable, Callable
 
 from peapod.client.rest import ApiClient
 from peapod.clock import Clock
+from peapod.controlplane.controllers.deployment import DeploymentController
 from peapod.controlplane.controllers.eventttl import run_event_ttl
 from peapod.controlplane.controllers.garbagecollector import GarbageCollector
 from peapod.controlplane.controllers.namespace import NamespaceController
+from peapod.controlplane.controllers.nodelifecycle import NodeLifecycleController
+from peapod.controlplane.controllers.podgc import PodGC
+from peapod.controlplane.controllers.replicaset import ReplicaSetController
+from peapod.controlplane.leaderelection import LeaderElector
 
 log = logging.getLogger(__name__)
 
+LEASE_NAME = "peapod-controller-manager"
+LEASE_NAMESPACE = "kube-system"
+Factories = dict[str, Callable[[], Awaitable[None]]]
 
-def controllers(client: ApiClient, *, clock: Clock) -> dict[str, Callable[[], Awaitable[None]]]:
+
+def controllers(client: ApiClient, *, clock: Clock) -> Factories:
     """Each controller by name, as a factory of its run loop (a fresh instance per start)."""
     return {
         "garbagecollector": lambda: GarbageCollector(client, clock=clock).run(),
         "namespace": lambda: NamespaceController(client, clock=clock).run(),
         "eventttl": lambda: run_event_ttl(client, clock=clock),
+        "replicaset": lambda: ReplicaSetController(client, clock=clock).run(),
+        "deployment": lambda: DeploymentController(client, clock=clock).run(),
+        "nodelifecycle": lambda: NodeLifecycleController(client, clock=clock).run(),
+        "podgc": lambda: PodGC(client, clock=clock).run(),
     }
 
 
-async def run_controllers(client: ApiClient, *, clock: Clock) -> None:
-    """Run all controllers until cancelled; a controller that crashes is restarted."""
+async def run_all(factories: Factories, *, clock: Clock) -> None:
+    """Run the controllers until cancelled; a controller that crashes is restarted."""
 
     async def supervised(name: str, start: Callable[[], Awaitable[None]]) -> None:
         while True:
@@ -37,4 +57,25 @@ async def run_controllers(client: ApiClient, *, clock: Clock) -> None:
                 log.exception("controller %s crashed; restarting", name)
                 await clock.sleep(1.0)
 
-    await asyncio.gather(*(supervised(n, f) for n, f in controllers(client, clock=clock).items()))
+    await asyncio.gather(*(supervised(n, f) for n, f in factories.items()))
+
+
+async def run_controllers(
+    client: ApiClient, *, clock: Clock, leader_elect: bool = True, identity: str | None = None,
+    lease_duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0,
+    factories: Factories | None = None,
+) -> None:
+    """Run all controllers until cancelled, only while leading the controller-manager Lease."""
+    factories = factories if factories is not None else controllers(client, clock=clock)
+    if not leader_elect:
+        await run_all(factories, clock=clock)
+        return
+    identity = identity or f"{socket.gethostname()}_{uuid.uuid4()}"
+    while True:
+        elector = LeaderElector(
+            client, name=LEASE_NAME, namespace=LEASE_NAMESPACE, identity=identity,
+            lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period,
+            clock=clock,
+        )
+        await elector.run(lambda: run_all(factories, clock=clock),
+                          lambda: log.info("controller manager %s stopped leading", identity))
