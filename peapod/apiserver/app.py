@@ -144,17 +144,15 @@ async def _ok(request: web.Request) -> web.Response:
     return web.Response(text="ok", content_type="text/plain")
 
 
-OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
-
-
 async def _openapi_v2(request: web.Request) -> web.Response:
-    """Swagger 2.0 as JSON, or as gnostic protobuf when asked (kubectl 1.27/1.28 validate with it)."""
-    accept = request.headers.get("Accept", "")
-    to_protobuf = getattr(openapi, "openapi_v2_protobuf", None)
-    if OPENAPI_V2_PROTOBUF in accept and to_protobuf is not None:
-        resp = web.Response(body=to_protobuf())
-        resp.headers["Content-Type"] = OPENAPI_V2_PROTOBUF
-        return resp
+    """Swagger 2.0 as JSON, or as gnostic protobuf when asked (kubectl 1.27/1.28 validate with it).
+
+    The answer's content type is the ``.v1.0`` form: kubectl rejects the ``@v1.0`` form it sends.
+    """
+    if openapi.wants_v2_protobuf(request.headers.get("Accept")):
+        return web.Response(
+            body=openapi.openapi_v2_protobuf(), headers={"Content-Type": openapi.V2_PROTOBUF_CONTENT_TYPE}
+        )
     resp = web.Response(body=openapi.openapi_v2())
     resp.headers["Content-Type"] = JSON
     return resp
