@@ -10,11 +10,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
+
+from peapod.api.errors import forbidden_request
+from peapod.api.resources import REGISTRY
 from peapod.apiserver.auth import MASTERS
+from peapod.apiserver.requestinfo import parse_resource_path
+from peapod.store.base import Store
 
 NODES_GROUP = "system:nodes"
 NODE_PREFIX = "system:node:"
@@ -128,3 +135,47 @@ async def authorize(user: dict[str, Any], a: Attributes, *, get_pod: PodLookup, 
     if node is not None:
         return await authorize_node(node, a, get_pod=get_pod, node_pods=node_pods)
     return True
+
+
+def store_lookups(store: Store) -> tuple[PodLookup, NodePods]:
+    """Pod lookups for the node rules, read straight from the store (authorization runs before
+    the handlers, and only node requests need them)."""
+    pods = REGISTRY.get("", "v1", "pods")
+    assert pods is not None
+
+    async def get_pod(namespace: str, name: str) -> dict[str, Any] | None:
+        kv = await store.get(pods.key(namespace, name))
+        return json.loads(kv.value) if kv is not None else None
+
+    async def node_pods(node: str) -> list[dict[str, Any]]:
+        res = await store.list(pods.prefix())
+        out = []
+        for kv in res.items:
+            obj = json.loads(kv.value)
+            if obj.get("spec", {}).get("nodeName") == node:
+                out.append(obj)
+        return out
+
+    return get_pod, node_pods
+
+
+def authz_middleware(store: Store) -> Callable[[web.Request, Any], Awaitable[web.StreamResponse]]:
+    """Refuse requests the authenticated user may not make, with Kubernetes' 403 Status."""
+    get_pod, node_pods = store_lookups(store)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        user = request.get("user")
+        info = parse_resource_path(request.path)
+        if user is None or info is None:
+            return await handler(request)
+        watch = info.watch_path or request.query.get("watch", "").lower() in ("1", "true")
+        verb = verb_for(request.method, has_name=info.name is not None, watch=watch)
+        attrs = Attributes(verb, info.group, info.resource, info.subresource, info.namespace, info.name)
+        if await authorize(user, attrs, get_pod=get_pod, node_pods=node_pods):
+            return await handler(request)
+        err = forbidden_request(user.get("username", ""), verb, info.group, info.resource, info.namespace)
+        body = json.dumps(err.status()).encode()
+        return web.Response(status=403, body=body, content_type="application/json")
+
+    return middleware

@@ -160,3 +160,34 @@ def ensure_tls(tls_dir: Path, hosts: list[str], now: dt.datetime | None = None) 
         _write_private(files.cert, cert_pem)
         os.chmod(files.cert, 0o644)
     return files
+
+
+def ensure_identity(
+    files: TLSFiles, stem: str, common_name: str, *, organizations: list[str] = (),  # type: ignore[assignment]
+    hosts: list[str] = (), server: bool = False, client: bool = True,  # type: ignore[assignment]
+) -> tuple[Path, Path]:
+    """A certificate + key pair signed by the cluster CA at ``<tls>/<stem>.crt|.key``, made once
+    (and again when it lacks a needed SAN or nears expiry). Returns (cert path, key path)."""
+    cert_path = files.ca_cert.parent / f"{stem}.crt"
+    key_path = files.ca_cert.parent / f"{stem}.key"
+    now = dt.datetime.now(dt.UTC)
+    fresh = key_path.exists() and (
+        _cert_covers(cert_path, list(hosts), now) if hosts else _cert_valid(cert_path, now)
+    )
+    if not fresh:
+        ca_cert, ca_key = load_ca(files)
+        cert_pem, key_pem = issue_cert(
+            ca_cert, ca_key, common_name, hosts=list(hosts), organizations=list(organizations),
+            server=server, client=client, now=now,
+        )
+        _write_private(key_path, key_pem)
+        _write_private(cert_path, cert_pem)
+    return cert_path, key_path
+
+
+def _cert_valid(path: Path, now: dt.datetime) -> bool:
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return cert.not_valid_after_utc - now >= dt.timedelta(days=30)

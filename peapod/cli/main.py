@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run a single-node cluster in the foreground")
     _add_server_flags(up)
+    up.add_argument("--node-name", default=None, help="name of the local node (default: the hostname)")
+    up.add_argument("--keep-pods", action="store_true", help="leave pods running when peapod stops")
+    down = sub.add_parser("down", help="remove everything the pods of a data dir hold (after a crash)")
+    down.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     server = sub.add_parser("server", help="run the control plane only")
     _add_server_flags(server)
     kc = sub.add_parser("kubeconfig", help="print the admin kubeconfig of a data dir")
@@ -45,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             from peapod.cli.up import run_up
 
             return run_up(args, with_agent=args.command == "up")
+        if args.command == "down":
+            from peapod.cli.down import run_down
+
+            return run_down(args)
         if args.command == "kubeconfig":
             path = args.data_dir / "kubeconfig"
             if not path.exists():

@@ -1,16 +1,28 @@
-"""``peapod up`` / ``peapod server``: run the control plane (and the local node agent) in one process."""
+"""``peapod up`` / ``peapod server``: the control plane (and, for ``up``, the local node agent) in
+one process.
+
+Credentials, all signed by the cluster CA made at first start (``DATA/tls``):
+- the admin (bearer token, in ``DATA/kubeconfig``) and the controllers (their own token);
+- the local node (client certificate ``system:node:<name>`` in ``system:nodes``, so node
+  authorization limits it to what a node may touch);
+- the API server towards agents (client certificate ``peapod-apiserver-kubelet-client``; agents
+  accept no one else), and each agent's serving certificate.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import errno
+import hashlib
 import logging
 import signal
+import socket
 import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -21,21 +33,31 @@ from peapod.apiserver.auth import (
     load_or_create_token,
     user_info,
 )
-from peapod.apiserver.certs import TLSFiles, ensure_tls
+from peapod.apiserver.authz import NODE_PREFIX, NODES_GROUP, authz_middleware
+from peapod.apiserver.certs import TLSFiles, ensure_identity, ensure_tls
 from peapod.cli.datadir import DataDirBusyError, DataDirLock
 from peapod.cli.kubeconfig import make_kubeconfig, write_kubeconfig
 from peapod.cli.main import CliError
+from peapod.cli.prereq import missing_prerequisites
 from peapod.client.rest import ApiClient
 from peapod.clock import RealClock
-from peapod.controlplane.manager import run_controllers
 from peapod.store.base import Store
 
 log = logging.getLogger("peapod")
 
+APISERVER_CLIENT_CN = "peapod-apiserver-kubelet-client"
+
+
+def client_ssl(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if cert is not None and key is not None:
+        ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
 
 @dataclass
 class ControlPlane:
-    """The API server with its store, TLS and credentials; controllers attach to it later."""
+    """API server, store, controllers and scheduler, with the cluster's TLS and credentials."""
 
     data_dir: Path
     bind: str
@@ -50,9 +72,12 @@ class ControlPlane:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
+    def host(self) -> str:
+        return self.advertise or ("127.0.0.1" if self.bind in ("0.0.0.0", "::") else self.bind)
+
+    @property
     def url(self) -> str:
-        host = self.advertise or ("127.0.0.1" if self.bind in ("0.0.0.0", "::") else self.bind)
-        host = f"[{host}]" if ":" in host else host
+        host = f"[{self.host}]" if ":" in self.host else self.host
         return f"https://{host}:{self.port}"
 
     def _hosts(self) -> list[str]:
@@ -70,9 +95,17 @@ class ControlPlane:
         ctx.verify_mode = ssl.CERT_OPTIONAL  # client certificates are one way to authenticate
         return ctx
 
+    def identity(self) -> str:
+        """A leader-election identity stable across restarts of this data dir, so a restarted
+        server takes its own lease back at once."""
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:8]
+        return f"{socket.gethostname()}-{digest}"
+
     async def start(self) -> None:
         from peapod.apiserver.app import build_app
         from peapod.apiserver.bootstrap import bootstrap
+        from peapod.controlplane.manager import controllers, run_controllers
+        from peapod.controlplane.scheduler import run_scheduler
         from peapod.store.compactor import run_compactor
         from peapod.store.factory import open_store
 
@@ -81,7 +114,7 @@ class ControlPlane:
         self.admin_token = load_or_create_token(self.data_dir / "auth" / "admin.token")
         authn = TokenAuthenticator()
         authn.add(self.admin_token, user_info("admin", [MASTERS]))
-        # Controllers are API clients with their own credential (RBAC narrows it later).
+        # Controllers and the scheduler are API clients with their own credential.
         controller_token = load_or_create_token(self.data_dir / "auth" / "controller.token")
         authn.add(controller_token, user_info("system:kube-controller-manager", [MASTERS]))
         try:
@@ -89,11 +122,15 @@ class ControlPlane:
         except ValueError as e:
             raise CliError(str(e)) from None
         await bootstrap(self.store, clock)
+        kubelet_cert, kubelet_key = ensure_identity(
+            self.tls, "apiserver-kubelet-client", APISERVER_CLIENT_CN, organizations=[MASTERS]
+        )
         app = build_app(
             store=self.store,
             clock=clock,
-            middlewares=[auth_middleware(authn)],
-            server_address=f"{self.advertise or self.bind}:{self.port}",
+            middlewares=[auth_middleware(authn), authz_middleware(self.store)],
+            server_address=f"{self.host}:{self.port}",
+            node_client_ssl=client_ssl(self.tls.ca_cert, kubelet_cert, kubelet_key),
         )
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -104,15 +141,21 @@ class ControlPlane:
             await self._runner.cleanup()
             if e.errno == errno.EADDRINUSE:
                 raise CliError(
-                    f"port {self.port} on {self.bind} is already in use; stop what listens there "
-                    "or pass another --port"
+                    f"port {self.port} on {self.bind} is already in use; stop what listens there or pass another --port"
                 ) from None
             raise CliError(f"cannot listen on {self.bind}:{self.port}: {e.strerror}") from None
         self._tasks.append(asyncio.create_task(run_compactor(self.store, clock=clock)))
-        client_ssl = ssl.create_default_context(cafile=str(self.tls.ca_cert))
-        self.client = ApiClient(self.url, token=controller_token, ssl_context=client_ssl,
-                                user_agent="peapod-controller-manager")
-        self._tasks.append(asyncio.create_task(run_controllers(self.client, clock=clock)))
+        self.client = ApiClient(
+            self.url, token=controller_token, ssl_context=client_ssl(self.tls.ca_cert),
+            user_agent="peapod-controller-manager",
+        )
+        factories = {
+            **controllers(self.client, clock=clock),
+            "scheduler": lambda: run_scheduler(self.client, clock=clock),
+        }
+        self._tasks.append(asyncio.create_task(
+            run_controllers(self.client, clock=clock, identity=self.identity(), factories=factories)
+        ))
         write_kubeconfig(
             self.data_dir / "kubeconfig",
             make_kubeconfig(self.url, self.tls.ca_cert.read_bytes(), token=self.admin_token),
@@ -134,6 +177,45 @@ class ControlPlane:
             await self.store.close()
 
 
+@dataclass
+class LocalNode:
+    """The node agent of ``peapod up``, with node credentials issued by the local control plane."""
+
+    cp: ControlPlane
+    node_name: str
+    keep_pods: bool = False
+    agent: Any = None
+    client: ApiClient | None = None
+
+    async def start(self) -> None:
+        from peapod.node.agent import Agent, AgentConfig
+
+        tls = self.cp.tls
+        assert tls is not None
+        node_ip = self.cp.host
+        cert, key = ensure_identity(
+            tls, f"node-{self.node_name}", f"{NODE_PREFIX}{self.node_name}", organizations=[NODES_GROUP]
+        )
+        serving_cert, serving_key = ensure_identity(
+            tls, f"agent-{self.node_name}", self.node_name, hosts=[node_ip, "127.0.0.1", "localhost"],
+            server=True, client=False,
+        )
+        self.client = ApiClient(self.cp.url, ssl_context=client_ssl(tls.ca_cert, cert, key), user_agent="peapod-agent")
+        cfg = AgentConfig.for_data_dir(
+            node_name=self.node_name, data_dir=self.cp.data_dir / "node", client=self.client,
+            node_ips=[node_ip], bind=node_ip, port=0, tls_cert=serving_cert, tls_key=serving_key,
+            client_ca=tls.ca_cert, allowed_client_names=(APISERVER_CLIENT_CN,), keep_pods=self.keep_pods,
+        )
+        self.agent = Agent(cfg)
+        await self.agent.start()
+
+    async def stop(self) -> None:
+        if self.agent is not None:
+            await self.agent.stop(stop_pods=not self.keep_pods)
+        if self.client is not None:
+            await self.client.close()
+
+
 async def _serve(args: argparse.Namespace, with_agent: bool) -> None:
     cp = ControlPlane(
         data_dir=args.data_dir.resolve(), bind=args.bind, port=args.port, store_spec=args.store,
@@ -144,20 +226,27 @@ async def _serve(args: argparse.Namespace, with_agent: bool) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await cp.start()
-    kubeconfig = cp.data_dir / "kubeconfig"
-    print(f"peapod is up at {cp.url}", file=sys.stderr)
-    print(f"  export KUBECONFIG={kubeconfig}", file=sys.stderr, flush=True)
+    node: LocalNode | None = None
     try:
+        if with_agent:
+            node = LocalNode(cp, args.node_name or socket.gethostname().lower(), keep_pods=args.keep_pods)
+            await node.start()
+        print(f"peapod is up at {cp.url}" + (f" with node {node.node_name}" if node else ""), file=sys.stderr)
+        print(f"  export KUBECONFIG={cp.data_dir / 'kubeconfig'}", file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         print("peapod: stopping", file=sys.stderr, flush=True)
+        if node is not None:
+            await node.stop()
         await cp.stop()
 
 
 def run_up(args: argparse.Namespace, *, with_agent: bool) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=args.log_level.upper(), format=fmt)
+    problems = missing_prerequisites(need_node=with_agent)
+    if problems:
+        raise CliError("; ".join(problems))
     lock = DataDirLock(args.data_dir)
     try:
         lock.acquire()

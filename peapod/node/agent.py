@@ -222,6 +222,11 @@ class Agent:
             await self.workers.stop()
         if stop_pods and self.executor is not None:
             await self._stop_all_pods()
+            # No pod is left on the bridge: remove it too, so a stopped `peapod up` leaves nothing.
+            remove_bridge = getattr(self.config.network, "remove_bridge", None)
+            if remove_bridge is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(remove_bridge)
         if self.status is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.status.flush(), 5)

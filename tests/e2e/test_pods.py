@@ -1,0 +1,117 @@
+"""Real pods through `peapod up` and the real kubectl: runc, conmon, CNI and a loopback registry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from peapod.testing.cluster import PeapodCluster
+from peapod.testing.images import busybox_image, push_image
+from peapod.testing.registry import LoopbackRegistry
+from tests.e2e.conftest import write
+
+pytestmark = pytest.mark.skipif(
+    subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0", reason="needs root"
+)
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[LoopbackRegistry]:
+    reg = LoopbackRegistry().start()
+    try:
+        asyncio.run(push_image(reg.ref("busybox", "1"), busybox_image()))
+        yield reg
+    finally:
+        reg.stop()
+
+
+def wait_for(cluster: PeapodCluster, namespace: str, pod: str, jsonpath: str, want: str,
+             timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    got = ""
+    while time.monotonic() < deadline:
+        got = cluster.kubectl("get", "-n", namespace, "pod", pod, "-o", f"jsonpath={jsonpath}").stdout
+        if got == want:
+            return
+        time.sleep(0.3)
+    desc = cluster.kubectl("describe", "-n", namespace, "pod", pod).stdout
+    raise AssertionError(f"{pod}: {jsonpath} is {got!r}, wanted {want!r}\n{desc}\n{cluster.log_tail()}")
+
+
+def test_two_containers_share_localhost_volume_hostname_and_shm(
+    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path
+) -> None:
+    image = registry.ref("busybox", "1")
+    manifest = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: duo}}
+spec:
+  volumes: [{{name: shared, emptyDir: {{}}}}]
+  containers:
+  - name: server
+    image: {image}
+    command: ["sh", "-c", "echo hello > /data/index.html; echo shm > /dev/shm/s; httpd -f -p 8080 -h /data"]
+    volumeMounts: [{{name: shared, mountPath: /data}}]
+  - name: client
+    image: {image}
+    command: ["sh", "-c", "sleep 3600"]
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+"""
+    cluster.kubectl("apply", "-n", namespace, "-f", str(write(tmp_path, "duo.yaml", manifest)), check=True)
+    wait_for(cluster, namespace, "duo", "{.status.phase}", "Running")
+    wait_for(cluster, namespace, "duo", "{.status.conditions[?(@.type=='Ready')].status}", "True")
+    r = cluster.kubectl("exec", "-n", namespace, "duo", "-c", "client", "--",
+                        "sh", "-c", "nc 127.0.0.1 8080 <<EOF\nGET / HTTP/1.0\n\nEOF\n", check=True)
+    assert "hello" in r.stdout
+    assert cluster.kubectl("exec", "-n", namespace, "duo", "-c", "client", "--", "cat", "/shared/index.html",
+                           check=True).stdout.strip() == "hello"
+    assert cluster.kubectl("exec", "-n", namespace, "duo", "-c", "client", "--", "hostname",
+                           check=True).stdout.strip() == "duo"
+    assert cluster.kubectl("exec", "-n", namespace, "duo", "-c", "client", "--", "cat", "/dev/shm/s",
+                           check=True).stdout.strip() == "shm"
+    # Separate PID namespaces unless asked: the client cannot see httpd.
+    ps = cluster.kubectl("exec", "-n", namespace, "duo", "-c", "client", "--", "ps", check=True).stdout
+    assert "httpd" not in ps
+    pod = cluster.kubectl("get", "-n", namespace, "pod", "duo", "-o", "json", check=True).json()
+    assert pod["status"]["podIP"] and pod["spec"]["nodeName"]
+    assert all(c["ready"] and c["state"].get("running") for c in pod["status"]["containerStatuses"])
+    wide = cluster.kubectl("get", "-n", namespace, "pod", "duo", "-o", "wide", check=True).stdout
+    assert "2/2" in wide and "Running" in wide and pod["status"]["podIP"] in wide
+
+
+def test_logs_exec_exit_codes_and_pod_to_pod(
+    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path
+) -> None:
+    image = registry.ref("busybox", "1")
+    talk = "i=0; while true; do echo line $i; i=$((i+1)); sleep 1; done"
+    for name, cmd in (("web", "echo started; httpd -f -p 80 -h /etc"), ("talker", talk)):
+        manifest = json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                               "spec": {"containers": [{"name": "c", "image": image,
+                                                        "command": ["sh", "-c", cmd]}]}})
+        cluster.kubectl("apply", "-n", namespace, "-f", str(write(tmp_path, f"{name}.json", manifest)), check=True)
+    wait_for(cluster, namespace, "web", "{.status.phase}", "Running")
+    wait_for(cluster, namespace, "talker", "{.status.phase}", "Running")
+    web_ip = cluster.kubectl("get", "-n", namespace, "pod", "web", "-o", "jsonpath={.status.podIP}").stdout
+    r = cluster.kubectl("exec", "-n", namespace, "talker", "--", "sh", "-c",
+                        f"printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc {web_ip} 80", check=True)
+    assert "web" in r.stdout
+    r = cluster.kubectl("exec", "-n", namespace, "talker", "--", "sh", "-c", "exit 7")
+    assert r.returncode == 7
+    r = cluster.kubectl("exec", "-i", "-n", namespace, "talker", "--", "cat", input="piped in\n", check=True)
+    assert r.stdout == "piped in\n"
+    time.sleep(2)
+    logs = cluster.kubectl("logs", "-n", namespace, "talker", check=True).stdout.splitlines()
+    assert logs[0] == "line 0" and len(logs) >= 2
+    assert cluster.kubectl("logs", "-n", namespace, "talker", "--tail=1", check=True).stdout.count("\n") == 1
+    assert cluster.kubectl("logs", "-n", namespace, "web", check=True).stdout == "started\n"
+    r = cluster.kubectl("delete", "-n", namespace, "pod", "web", "talker", "--grace-period=1", check=True,
+                        timeout=90)
+    assert 'pod "web" deleted' in r.stdout
+    assert cluster.kubectl("get", "-n", namespace, "pods", "-o", "name").stdout.strip() == ""
