@@ -185,11 +185,11 @@ async def watch_fanout(api: Api, watchers: int, events: int) -> dict[str, float]
             "total_s": time.perf_counter() - t0}
 
 
-def cold_start(runs: int, store: str | None) -> dict[str, float]:
+def cold_start(runs: int, store: str | None, command: str) -> dict[str, float]:
     times = []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as d:
-            c = PeapodCluster(Path(d), extra_args=["--store", store] if store else [])
+            c = PeapodCluster(Path(d), command=command, extra_args=["--store", store] if store else [])
             t0 = time.perf_counter()
             c.start()
             times.append(time.perf_counter() - t0)
@@ -200,19 +200,32 @@ def cold_start(runs: int, store: str | None) -> dict[str, float]:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "kernel": platform.release(),
                                        "python": platform.python_version()}}
-    out["cold_start"] = cold_start(2 if args.smoke else 5, args.store)
+    # Cold start and idle cost of the whole single-node system (`peapod up`, root) or of the
+    # control plane alone; load, LIST and watches run on the control plane alone, so the 5,000
+    # pods are not scheduled onto a node.
+    whole = "up" if os.geteuid() == 0 else "server"
+    out["system"] = whole
+    out["cold_start"] = cold_start(2 if args.smoke else 5, args.store, whole)
+    store_args = ["--store", args.store] if args.store else []
     with tempfile.TemporaryDirectory() as d:
-        c = PeapodCluster(Path(d), extra_args=["--store", args.store] if args.store else [])
+        c = PeapodCluster(Path(d), command=whole, extra_args=store_args)
+        c.start()
+        try:
+            assert c.proc is not None
+            await asyncio.sleep(2 if args.smoke else 5)
+            cpu0 = cpu_seconds(c.proc.pid)
+            idle_window = 2 if args.smoke else 10
+            await asyncio.sleep(idle_window)
+            out["idle"] = {"rss_mb": rss_mb(c.proc.pid),
+                           "cpu_percent": 100 * (cpu_seconds(c.proc.pid) - cpu0) / idle_window}
+        finally:
+            c.stop()
+    with tempfile.TemporaryDirectory() as d:
+        c = PeapodCluster(Path(d), command="server", extra_args=store_args)
         c.start()
         try:
             assert c.proc is not None
             pid = c.proc.pid
-            await asyncio.sleep(2 if args.smoke else 5)
-            cpu0 = cpu_seconds(pid)
-            await asyncio.sleep(2 if args.smoke else 10)
-            idle_window = 2 if args.smoke else 10
-            out["idle"] = {"rss_mb": rss_mb(pid),
-                           "cpu_percent": 100 * (cpu_seconds(pid) - cpu0) / idle_window}
             api = Api(c)
             try:
                 out["load"] = await mixed_load(api, 50 if args.smoke else 200, 2 if args.smoke else 20)
@@ -228,9 +241,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def report(r: dict[str, Any]) -> str:
     rows = [
-        ("idle RSS (MB)", f"{r['idle']['rss_mb']:.1f}", "<= 100"),
-        ("idle CPU (%)", f"{r['idle']['cpu_percent']:.2f}", "<= 1"),
-        ("cold start to /readyz (s, median)", f"{r['cold_start']['cold_start_median_s']:.2f}", "<= 1"),
+        (f"idle RSS, peapod {r['system']} (MB)", f"{r['idle']['rss_mb']:.1f}", "<= 100"),
+        (f"idle CPU, peapod {r['system']} (%)", f"{r['idle']['cpu_percent']:.2f}", "<= 1"),
+        (f"cold start to /readyz, peapod {r['system']} (s, median)",
+         f"{r['cold_start']['cold_start_median_s']:.2f}", "<= 1"),
         (f"mutating p99 at {r['load']['requests']} req mixed (ms)", f"{r['load']['mutating_p99_ms']:.1f}",
          "<= 100"),
         ("GET p99 (ms)", f"{r['load']['get_p99_ms']:.1f}", "<= 20"),

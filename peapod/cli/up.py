@@ -184,11 +184,14 @@ class LocalNode:
     cp: ControlPlane
     node_name: str
     keep_pods: bool = False
+    insecure_registries: tuple[str, ...] = ()
+    allowed_registries: tuple[str, ...] = ()
     agent: Any = None
     client: ApiClient | None = None
 
     async def start(self) -> None:
         from peapod.node.agent import Agent, AgentConfig
+        from peapod.node.images import RegistryConfig
 
         tls = self.cp.tls
         assert tls is not None
@@ -205,6 +208,9 @@ class LocalNode:
             node_name=self.node_name, data_dir=self.cp.data_dir / "node", client=self.client,
             node_ips=[node_ip], bind=node_ip, port=0, tls_cert=serving_cert, tls_key=serving_key,
             client_ca=tls.ca_cert, allowed_client_names=(APISERVER_CLIENT_CN,), keep_pods=self.keep_pods,
+            registry_config=RegistryConfig(
+                insecure_registries=self.insecure_registries, allowed_registries=self.allowed_registries
+            ),
         )
         self.agent = Agent(cfg)
         await self.agent.start()
@@ -229,7 +235,10 @@ async def _serve(args: argparse.Namespace, with_agent: bool) -> None:
     node: LocalNode | None = None
     try:
         if with_agent:
-            node = LocalNode(cp, args.node_name or socket.gethostname().lower(), keep_pods=args.keep_pods)
+            node = LocalNode(
+                cp, args.node_name or socket.gethostname().lower(), keep_pods=args.keep_pods,
+                insecure_registries=tuple(args.insecure_registry), allowed_registries=tuple(args.allowed_registry),
+            )
             await node.start()
         print(f"peapod is up at {cp.url}" + (f" with node {node.node_name}" if node else ""), file=sys.stderr)
         print(f"  export KUBECONFIG={cp.data_dir / 'kubeconfig'}", file=sys.stderr, flush=True)

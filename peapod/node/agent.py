@@ -90,17 +90,17 @@ class AgentConfig:
 
     @classmethod
     def for_data_dir(cls, *, node_name: str, data_dir: Path, client: ApiClient, pod_cidr: str | None = None,
-                     bridge: str = "peapod0", **kw: Any) -> AgentConfig:
+                     bridge: str = "peapod0", registry_config: Any = None, **kw: Any) -> AgentConfig:
         """The real runtime (runc + conmon), sandboxes, CNI bridge network and image service under
         ``data_dir`` (layout: runtime/ sandboxes/ cni/ images/ pods/)."""
-        parts = node_components(Path(data_dir), pod_cidr=pod_cidr, bridge=bridge)
+        parts = node_components(Path(data_dir), pod_cidr=pod_cidr, bridge=bridge, registry_config=registry_config)
         return cls(node_name=node_name, data_dir=Path(data_dir), client=client, pod_cidr=pod_cidr,
                    runtime=parts["runtime"], network=parts["network"], images=parts["images"],
                    sandboxes=parts["sandboxes"], cgroups=parts["cgroups"], **kw)
 
 
-def node_components(data_dir: Path, *, pod_cidr: str | None = None,
-                    bridge: str = "peapod0") -> dict[str, Any]:
+def node_components(data_dir: Path, *, pod_cidr: str | None = None, bridge: str = "peapod0",
+                    registry_config: Any = None) -> dict[str, Any]:
     from peapod.node.images import OciImageService
     from peapod.node.network.cni import DEFAULT_POD_CIDR, CniConfig, CniNetwork
     from peapod.node.runtime.runc_runtime import RuncRuntime
@@ -113,7 +113,7 @@ def node_components(data_dir: Path, *, pod_cidr: str | None = None,
         "sandboxes": SandboxManager(data_dir, cgroups=cgroups),
         "network": CniNetwork(CniConfig(data_dir=str(data_dir / "cni"), bridge=bridge,
                                         subnet=pod_cidr or DEFAULT_POD_CIDR)),
-        "images": OciImageService(data_dir / "images"),
+        "images": OciImageService(data_dir / "images", registry_config=registry_config),
         "cgroups": cgroups,
     }
 

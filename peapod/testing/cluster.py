@@ -52,6 +52,8 @@ class PeapodCluster:
     port: int = 0
     command: str = "up"
     extra_args: list[str] = field(default_factory=list)
+    # Tests pull only from loopback registries: refuse any other before a packet leaves.
+    allowed_registries: tuple[str, ...] = ("127.0.0.1", "localhost")
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -71,9 +73,12 @@ class PeapodCluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "peapod.log"
         log = open(self.log_path, "ab")
+        args = [*peapod_executable(), self.command, "--data-dir", str(self.data_dir), "--port", str(self.port)]
+        if self.command == "up":
+            for reg in self.allowed_registries:
+                args += ["--allowed-registry", reg]
         self.proc = subprocess.Popen(
-            [*peapod_executable(), self.command, "--data-dir", str(self.data_dir), "--port", str(self.port),
-             *self.extra_args],
+            [*args, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         log.close()

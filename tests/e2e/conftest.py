@@ -14,9 +14,8 @@ from peapod.testing.cluster import PeapodCluster
 _counter = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeapodCluster]:
-    c = PeapodCluster(tmp_path_factory.mktemp("peapod"))
+def running(path: Path, command: str) -> Iterator[PeapodCluster]:
+    c = PeapodCluster(path, command=command)
     c.start()
     try:
         yield c
@@ -24,6 +23,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeapodCluster]
         code = c.stop()
         if code not in (0, None):
             print(c.log_tail())
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeapodCluster]:
+    """The control plane alone (`peapod server`): API behaviour, no pods are run."""
+    yield from running(tmp_path_factory.mktemp("peapod"), "server")
+
+
+@pytest.fixture(scope="module")
+def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeapodCluster]:
+    """A single-node cluster (`peapod up`) that runs pods for real (root)."""
+    yield from running(tmp_path_factory.mktemp("peapod"), "up")
 
 
 @pytest.fixture

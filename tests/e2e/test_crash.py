@@ -38,7 +38,7 @@ def _writer(cluster: PeapodCluster, token: str, prefix: str, acked: list[str], s
 
 
 def test_acknowledged_creates_survive_sigkill(tmp_path: Path) -> None:
-    cluster = PeapodCluster(tmp_path / "crash")
+    cluster = PeapodCluster(tmp_path / "crash", command="server")
     cluster.start()
     token = cluster.admin_token()
     acked: list[list[str]] = [[] for _ in range(3)]

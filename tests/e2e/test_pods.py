@@ -22,6 +22,12 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
+def cluster(node_cluster: PeapodCluster) -> PeapodCluster:
+    """This module's tests run pods: the `namespace` fixture uses this cluster too."""
+    return node_cluster
+
+
+@pytest.fixture(scope="module")
 def registry() -> Iterator[LoopbackRegistry]:
     reg = LoopbackRegistry().start()
     try:

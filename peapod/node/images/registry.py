@@ -58,10 +58,26 @@ class RegistryConfig:
     """``host[:port]`` names or CIDRs allowed over plain HTTP (loopback always is)."""
     ca_file: str | None = None
     """Extra CA bundle for HTTPS registries (in addition to the system store)."""
+    allowed_registries: tuple[str, ...] = ()
+    """When set, the only hosts contacted (``host`` matches any port, ``host:port`` only that
+    one); every other registry, token realm or redirect target is refused before any traffic."""
     user_agent: str = "peapod/0.1"
     connect_timeout: float = 30.0
     read_timeout: float = 300.0
     retries: int = 3
+
+
+def is_allowed(host: str, config: RegistryConfig) -> bool:
+    if not config.allowed_registries:
+        return True
+    name = _hostname(host)
+    return any(a == host or a == name for a in config.allowed_registries)
+
+
+def check_allowed(host: str, config: RegistryConfig) -> None:
+    if not is_allowed(host, config):
+        allowed = ", ".join(config.allowed_registries)
+        raise RegistryError(f"registry {host} is not allowed on this node (allowed: {allowed})")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -195,6 +211,7 @@ class RegistryClient:
         return False if is_insecure(host, self.config) else self._ssl_verify
 
     async def _scheme(self, host: str) -> str:
+        check_allowed(host, self.config)
         state = self._hosts.setdefault(host, _HostState())
         if state.scheme:
             return state.scheme
@@ -217,6 +234,7 @@ class RegistryClient:
         session = self._get_session()
         for _ in range(_MAX_REDIRECTS + 1):
             parts = urlsplit(url)
+            check_allowed(parts.netloc, self.config)
             hdrs = dict(headers)
             if parts.netloc != host:
                 hdrs.pop("Authorization", None)
@@ -302,6 +320,7 @@ class RegistryClient:
             parts.scheme == "http" and not is_insecure(parts.netloc, self.config)
         ):
             raise RegistryError(f"refusing token realm {realm!r}")
+        check_allowed(parts.netloc, self.config)
         session = self._get_session()
         params = {"scope": scope}
         if challenge.params.get("service"):
