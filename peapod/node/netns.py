@@ -59,7 +59,7 @@ class NetnsSocketFactory:
         finally:
             os.close(fd)
 
-    async def socket(
+    async def new_socket(
         self, netns_path: str | None, family: int = socket.AF_INET, type_: int = socket.SOCK_STREAM,
         proto: int = 0,
     ) -> socket.socket:
@@ -71,7 +71,7 @@ class NetnsSocketFactory:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._create, netns_path, family, type_, proto)
 
-    def socket_sync(
+    def new_socket_sync(
         self, netns_path: str | None, family: int = socket.AF_INET, type_: int = socket.SOCK_STREAM,
     ) -> socket.socket:
         """Blocking variant (e.g. to create listening sockets in tests and benchmarks)."""
@@ -126,7 +126,7 @@ async def connect_socket(
     loop = asyncio.get_running_loop()
     last: BaseException | None = None
     for family, addr in await _addresses(host, port):
-        sock = await factory.socket(netns_path, family)
+        sock = await factory.new_socket(netns_path, family)
         try:
             await loop.sock_connect(sock, addr)
             return sock

@@ -111,7 +111,8 @@ async def _check(
     conn.send_headers(sid, [
         (":method", "POST"), (":scheme", "http"), (":path", CHECK_PATH), (":authority", authority),
         ("content-type", "application/grpc"), ("te", "trailers"),
-        ("user-agent", f"{PROBE_USER_AGENT} grpc-go/1.65.0"), ("grpc-timeout", f"{max(1, int(timeout * 1000))}m"),
+        ("user-agent", f"{PROBE_USER_AGENT} grpc-go/1.65.0"),
+        ("grpc-timeout", f"{max(1, int(timeout * 1000))}m"),
     ])
     conn.send_data(sid, encode_request(service), end_stream=True)
     writer.write(conn.data_to_send())
@@ -149,8 +150,8 @@ async def _check(
         if out:
             writer.write(out)
     if http_status != 200:
-        raise _RpcError(12 if http_status == 404 else 14, f"unexpected HTTP status code received from server: "
-                        f"{http_status}")
+        raise _RpcError(12 if http_status == 404 else 14,
+                        f"unexpected HTTP status code received from server: {http_status}")
     if grpc_status is None:
         raise _RpcError(13, "server closed the stream without sending trailers")
     if grpc_status != 0:
@@ -186,11 +187,12 @@ async def grpc_probe(
         if not connected:
             return ProbeResult(Outcome.FAILURE, f"timeout: failed to connect service {go_quote(addr)} within "
                                                 f"{_go_duration(timeout)}: context deadline exceeded")
-        return ProbeResult(Outcome.FAILURE, f"timeout: health rpc did not complete within {_go_duration(timeout)}")
+        return ProbeResult(Outcome.FAILURE,
+                           f"timeout: health rpc did not complete within {_go_duration(timeout)}")
     except _RpcError as e:
         if e.code == UNIMPLEMENTED:
-            return ProbeResult(Outcome.FAILURE, "error: this server does not implement the grpc health protocol "
-                                                f"(grpc.health.v1.Health): {e.message}")
+            return ProbeResult(Outcome.FAILURE, "error: this server does not implement the grpc health "
+                                                f"protocol (grpc.health.v1.Health): {e.message}")
         return ProbeResult(Outcome.FAILURE, f"error: health rpc probe failed: {e}")
     except OSError as e:
         return ProbeResult(Outcome.FAILURE, f"error: health rpc probe failed: {e}")

@@ -48,14 +48,19 @@ async def _drain(stream: asyncio.StreamReader | None, into: bytearray, cap: int)
 
 
 async def _reap_later(proc: asyncio.subprocess.Process) -> None:
+    """Stop a timed-out exec: SIGTERM (runc forwards it into the container), then SIGKILL runc."""
     with contextlib.suppress(ProcessLookupError):
         proc.send_signal(signal.SIGTERM)
     try:
         await asyncio.wait_for(proc.wait(), EXEC_KILL_GRACE)
+        return
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    # wait() also waits for the pipes, which a process left in the container may hold: don't hang.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), 5)
 
 
 _background: set[asyncio.Task] = set()

@@ -31,7 +31,21 @@ class ProberLike(Protocol):
     async def run(self, handler: Obj, *, container: Obj, target: Target, timeout: float) -> ProbeResult: ...
 
 
-RecordEvent = Callable[[Obj, str, str, str], Any]  # (pod, type, reason, message); may return an awaitable
+class RecordEvent(Protocol):
+    """``record_event(pod, type, reason, message, field_path=...)`` -- EventRecorder.record's shape.
+
+    ``field_path`` names the container ("spec.containers{app}") as kubelet's events do. The result
+    may be an awaitable (it is awaited)."""
+
+    def __call__(self, pod: Obj, type_: str, reason: str, message: str, *, field_path: str = "") -> Any: ...
+
+
+def field_path(pod: Obj, container: str) -> str:
+    """kubelet's container reference: spec.containers{name} or spec.initContainers{name}."""
+    for c in (pod.get("spec") or {}).get("initContainers") or ():
+        if c.get("name") == container:
+            return f"spec.initContainers{{{container}}}"
+    return f"spec.containers{{{container}}}"
 
 
 @dataclass(frozen=True)
@@ -224,7 +238,8 @@ class ProbeManager:
 
     def worker_stats(self) -> dict[str, int]:
         """Counts for debugging and benchmarks."""
-        return {"workers": len(self._workers), "probes_run": sum(w.probes_run for w in self._workers.values())}
+        runs = sum(w.probes_run for w in self._workers.values())
+        return {"workers": len(self._workers), "probes_run": runs}
 
     # -- internals used by workers -------------------------------------------------------------------
     def _container_workers(self, pod_uid: str, container: str) -> list[Worker]:
@@ -248,6 +263,6 @@ class ProbeManager:
         pod = self._pods.get(w.pod_uid)
         if pod is None:
             return
-        out = self._record_event(pod, type_, reason, message)
+        out = self._record_event(pod, type_, reason, message, field_path=field_path(pod, w.slot.name))
         if inspect.isawaitable(out):
             await out

@@ -26,7 +26,13 @@ from peapod.node.probes.types import Outcome, ProbeResult, ProbeSpec, ProbeType,
 if TYPE_CHECKING:
     from peapod.node.probes.manager import ProbeManager
 
-INITIAL = {ProbeType.READINESS: Result.FAILURE, ProbeType.LIVENESS: Result.SUCCESS, ProbeType.STARTUP: Result.UNKNOWN}
+LATE = 1.0  # seconds
+
+INITIAL = {
+    ProbeType.READINESS: Result.FAILURE,
+    ProbeType.LIVENESS: Result.SUCCESS,
+    ProbeType.STARTUP: Result.UNKNOWN,
+}
 
 
 @dataclass
@@ -43,8 +49,8 @@ class ContainerSlot:
 
 class Worker:
     def __init__(
-        self, manager: ProbeManager, pod_uid: str, slot: ContainerSlot, probe_type: ProbeType, spec: ProbeSpec,
-        jitter: Callable[[float], float] | None,
+        self, manager: ProbeManager, pod_uid: str, slot: ContainerSlot, probe_type: ProbeType,
+        spec: ProbeSpec, jitter: Callable[[float], float] | None,
     ) -> None:
         self.m = manager
         self.pod_uid = pod_uid
@@ -65,7 +71,8 @@ class Worker:
 
     # -- control, called by the manager --------------------------------------------------------------
     def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name=f"probe-{self.type}-{self.pod_uid}-{self.slot.name}")
+        name = f"probe-{self.type}-{self.pod_uid}-{self.slot.name}"
+        self.task = asyncio.create_task(self._run(), name=name)
 
     def wake(self) -> None:
         self._wake.set()
@@ -119,10 +126,11 @@ class Worker:
                     self._sleeping.cancel()
                     self._sleeping = None
                 continue
-            # Like a ticker: the next run is one period after this one was due (missed ticks skipped).
-            self.next_due = due + self.spec.period
-            if self.next_due <= now:
-                self.next_due = now + self.spec.period
+            # Like a ticker (no drift from timer latency): the next run is one period after this one was
+            # due; a run that starts late (it was gated by the startup probe, or the loop was busy)
+            # re-anchors the schedule at now.
+            late = now - due > LATE
+            self.next_due = (now if late else due) + self.spec.period
             await self._probe_once()
 
     async def _probe_once(self) -> None:
