@@ -108,10 +108,8 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("", "v1", "events", "Event", True, short_names=("ev",)),
     ResourceInfo("", "v1", "configmaps", "ConfigMap", True, short_names=("cm",)),
     ResourceInfo("", "v1", "secrets", "Secret", True),
-    ResourceInfo(
-        "", "v1", "serviceaccounts", "ServiceAccount", True, short_names=("sa",),
-        subresources=(Subresource("token", "TokenRequest", ("create",), "authentication.k8s.io", "v1"),),
-    ),
+    # serviceaccounts/token (TokenRequest) is added with service account tokens (RBAC issue).
+    ResourceInfo("", "v1", "serviceaccounts", "ServiceAccount", True, short_names=("sa",)),
     ResourceInfo(
         "apps", "v1", "replicasets", "ReplicaSet", True, short_names=("rs",), categories=("all",),
         subresources=(_STATUS("ReplicaSet"), _SCALE), has_status=True,

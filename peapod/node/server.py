@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
-import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from peapod.clock import parse_time
+from peapod.node.netns import connect_in_netns
 from peapod.node.runtime.logs import LogOptions, follow_logs, read_logs
 from peapod.node.runtime.types import (
     ContainerNotFound,
@@ -159,46 +158,7 @@ class _ExecBackend:
             await asyncio.gather(*side, return_exceptions=True)
 
 
-def _connect_in_netns(netns: str | None, port: int, timeout: float = 10.0) -> socket.socket:
-    """A TCP connection to 127.0.0.1:``port`` made from inside the network namespace ``netns``.
-
-    setns(CLONE_NEWNET) changes only the calling thread, so a short-lived thread enters the pod's
-    namespace, creates and connects the socket (a socket stays in the namespace it was made in),
-    and returns to its own namespace before it ends."""
-    result: dict[str, Any] = {}
-
-    def work() -> None:
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        try:
-            if netns:
-                fd = os.open(netns, os.O_RDONLY)
-                try:
-                    os.setns(fd, os.CLONE_NEWNET)
-                finally:
-                    os.close(fd)
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                s.settimeout(timeout)
-                s.connect(("127.0.0.1", port))
-                s.settimeout(None)
-                s.setblocking(False)
-            except BaseException:
-                s.close()
-                raise
-            result["sock"] = s
-        except BaseException as e:
-            result["error"] = e
-        finally:
-            with contextlib.suppress(OSError):
-                os.setns(own, os.CLONE_NEWNET)
-            os.close(own)
-
-    t = threading.Thread(target=work, name="netns-connect", daemon=True)
-    t.start()
-    t.join()
-    if "error" in result:
-        raise result["error"]
-    return result["sock"]
+PORT_FORWARD_CONNECT_TIMEOUT = 10.0
 
 
 class _PortForwardBackend:
@@ -206,8 +166,8 @@ class _PortForwardBackend:
         self.netns = netns
 
     async def connect(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        sock = await asyncio.to_thread(_connect_in_netns, self.netns, port)
-        return await asyncio.open_connection(sock=sock)
+        """Connect to 127.0.0.1:port inside the pod's network namespace (as kubelet does)."""
+        return await connect_in_netns(self.netns, "127.0.0.1", port, PORT_FORWARD_CONNECT_TIMEOUT)
 
 
 class AgentServer:

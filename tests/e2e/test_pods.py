@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -121,3 +122,73 @@ def test_logs_exec_exit_codes_and_pod_to_pod(
                         timeout=90)
     assert 'pod "web" deleted' in r.stdout
     assert cluster.kubectl("get", "-n", namespace, "pods", "-o", "name").stdout.strip() == ""
+
+
+def test_shared_pid_namespace_only_when_asked(
+    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path
+) -> None:
+    image = registry.ref("busybox", "1")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shared-pid"},
+           "spec": {"shareProcessNamespace": True, "containers": [
+               {"name": "a", "image": image, "command": ["sh", "-c", "exec sleep 3601"]},
+               {"name": "b", "image": image, "command": ["sh", "-c", "exec sleep 3602"]}]}}
+    cluster.kubectl("apply", "-n", namespace, "-f", str(write(tmp_path, "sp.json", json.dumps(pod))), check=True)
+    wait_for(cluster, namespace, "shared-pid", "{.status.phase}", "Running")
+    ps = cluster.kubectl("exec", "-n", namespace, "shared-pid", "-c", "b", "--", "ps", check=True).stdout
+    assert "sleep 3601" in ps and "sleep 3602" in ps
+
+
+def _port_forward(cluster: PeapodCluster, namespace: str, pod: str, port: int, version: str | None) -> None:
+    exe = "kubectl" if version is None else str(Path(cluster_kubectl_dir()) / f"kubectl.{version}")
+    proc = subprocess.Popen(
+        [exe, f"--kubeconfig={cluster.kubeconfig}", f"--cache-dir={cluster.data_dir / ('pf' + str(version))}",
+         "port-forward", "-n", namespace, f"pod/{pod}", f":{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("Forwarding from 127.0.0.1:"), line + (proc.stderr.read() if proc.stderr else "")
+        local = int(line.split("127.0.0.1:")[1].split()[0])
+        for _ in range(2):  # two connections through one forward
+            with socket.create_connection(("127.0.0.1", local), timeout=10) as s:
+                s.sendall(b"GET /hostname HTTP/1.0\r\n\r\n")
+                data = b""
+                while chunk := s.recv(4096):
+                    data += chunk
+            assert b"200 OK" in data and data.rstrip().endswith(b"pf"), data
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def cluster_kubectl_dir() -> str:
+    import os
+    import shutil
+
+    return os.path.dirname(os.path.realpath(shutil.which("kubectl") or "/usr/bin/kubectl"))
+
+
+def test_port_forward_and_follow_logs(
+    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path
+) -> None:
+    image = registry.ref("busybox", "1")
+    pods = [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pf"},
+         "spec": {"containers": [{"name": "c", "image": image, "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
+                                  "ports": [{"containerPort": 8080}]}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "counter"},
+         "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": image, "command": [
+             "sh", "-c", "for i in 1 2 3; do echo tick $i; sleep 1; done"]}]}},
+    ]
+    for p in pods:
+        cluster.kubectl("apply", "-n", namespace, "-f", str(write(tmp_path, p["metadata"]["name"] + ".json",
+                                                                    json.dumps(p))), check=True)
+    wait_for(cluster, namespace, "counter", "{.status.phase}", "Running")
+    # Follow streams until the container stops, then kubectl exits.
+    r = cluster.kubectl("logs", "-f", "-n", namespace, "counter", timeout=30, check=True)
+    assert r.stdout.splitlines() == ["tick 1", "tick 2", "tick 3"]
+    wait_for(cluster, namespace, "counter", "{.status.phase}", "Succeeded")
+    wait_for(cluster, namespace, "pf", "{.status.phase}", "Running")
+    _port_forward(cluster, namespace, "pf", 8080, None)  # newest kubectl: SPDY over WebSocket
+    _port_forward(cluster, namespace, "pf", 8080, "1.27")  # oldest: plain SPDY
