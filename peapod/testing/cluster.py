@@ -113,7 +113,7 @@ class PeapodCluster:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
-    def stop(self, timeout: float = 20.0) -> int | None:
+    def stop(self, timeout: float = 60.0) -> int | None:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
