@@ -150,6 +150,7 @@ class _Pair:
         self.data: SpdyStream | None = None
         self.error: SpdyStream | None = None
         self.started = False
+        self.timer: asyncio.Future[None] | None = None
 
 
 class _PortForwardSession:
@@ -180,15 +181,18 @@ class _PortForwardSession:
             pair.error = stream
         if pair.data is not None and pair.error is not None and not pair.started:
             pair.started = True
+            if pair.timer is not None:
+                pair.timer.cancel()
             self._spawn(self._run_pair(request_id, pair))
-        elif not pair.started:
-            self._spawn(self._pair_timeout(request_id, pair))
+        elif not pair.started and pair.timer is None:
+            pair.timer = self._spawn(self._pair_timeout(request_id, pair))
         return True
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     async def _pair_timeout(self, request_id: str, pair: _Pair) -> None:
         await asyncio.sleep(PAIR_TIMEOUT)
@@ -285,8 +289,8 @@ async def _serve_websocket(request: web.Request, backend: PortForwardBackend, of
                        report_error=report, pod=pod, uid=uid)
 
     receiver = asyncio.create_task(receive())
+    pumps = [asyncio.ensure_future(pump(i, p)) for i, p in enumerate(ports)]
     try:
-        pumps = [asyncio.ensure_future(pump(i, p)) for i, p in enumerate(ports)]
         done, pending = await asyncio.wait({*pumps, receiver}, return_when=asyncio.FIRST_COMPLETED)
         if receiver in done:  # the client left: stop forwarding
             for t in pending:
@@ -294,7 +298,9 @@ async def _serve_websocket(request: web.Request, backend: PortForwardBackend, of
         await asyncio.gather(*pumps, return_exceptions=True)
         await conn.close()
     finally:
-        receiver.cancel()
-        with contextlib.suppress(BaseException):
-            await receiver
+        for t in [*pumps, receiver]:  # also when aiohttp cancels this handler on disconnect
+            t.cancel()
+        for t in [*pumps, receiver]:
+            with contextlib.suppress(BaseException):
+                await t
     return ws

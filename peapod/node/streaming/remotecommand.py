@@ -264,11 +264,12 @@ async def _run_backend(backend: ExecBackend, session: StreamSession, gone: async
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiter.cancel()
-    if not task.done():
-        session._finish()
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
+        if not task.done():  # the client left, or aiohttp cancelled this handler on disconnect
+            session._finish()
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    if task.cancelled():
         return None
     try:
         return exit_status(int(task.result()), command)
