@@ -22,6 +22,6 @@ async def test_a_refused_registry_is_never_contacted() -> None:
         raise AssertionError("a session was opened for a refused registry")
 
     client._get_session = no_network  # type: ignore[method-assign]
-    with pytest.raises(RegistryError, match="registry-1.docker.io is not allowed on this node"):
+    with pytest.raises(RegistryError, match=r"registry-1\.docker\.io is not allowed on this node"):
         await client.get_manifest(parse_reference("busybox:1"))
     await client.close()
