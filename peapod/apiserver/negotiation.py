@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from peapod.api import errors
+from peapod.api import errors, jsoncodec
 from peapod.apiserver.limits import MAX_BODY_BYTES, depth_exceeds
 
 JSON = "application/json"
@@ -212,7 +212,7 @@ def negotiate_output(accept: str | None) -> Output:
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return jsoncodec.dumps(obj)
 
 
 def encode(obj: Any, out: Output) -> tuple[bytes, str]:

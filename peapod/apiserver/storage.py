@@ -6,12 +6,11 @@ key's ``mod_revision`` and is filled in when an object is read (as kube-apiserve
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import contextmanager
 from typing import Any
 
-from peapod.api import errors
+from peapod.api import errors, jsoncodec
 from peapod.api.resources import ResourceInfo
 from peapod.store.base import (
     CompactedError,
@@ -27,26 +26,43 @@ from peapod.store.base import (
     StoreUnavailableError,
 )
 
+_METADATA_PREFIX = b'{"metadata":{'
+
 
 def encode(obj: dict[str, Any]) -> bytes:
-    meta = obj.get("metadata")
-    if isinstance(meta, dict) and "resourceVersion" in meta:
-        obj = dict(obj)
-        meta = dict(meta)
-        meta.pop("resourceVersion", None)
-        obj["metadata"] = meta
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    """The stored form: metadata first and without resourceVersion (the store revision is the
+    resourceVersion), no apiVersion/kind (the resource says them). Starting with ``{"metadata":{``
+    lets an unfiltered LIST splice stored bytes into its answer without decoding them (raw_item)."""
+    meta = dict(obj.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    out: dict[str, Any] = {"metadata": meta}
+    for k, v in obj.items():
+        if k not in ("metadata", "apiVersion", "kind"):
+            out[k] = v
+    return jsoncodec.dumps(out)
+
+
+def raw_item(kv: KeyValue, head: bytes) -> bytes | None:
+    """The served JSON of a stored object without decoding it: ``head`` (apiVersion and kind) and
+    the resourceVersion spliced in front of the stored metadata. None if the value is not in the
+    stored form (then the caller decodes)."""
+    raw = kv.value
+    if not raw.startswith(_METADATA_PREFIX):
+        return None
+    n = len(_METADATA_PREFIX)
+    sep = b"" if raw[n : n + 1] == b"}" else b","
+    return head + b'"metadata":{"resourceVersion":"' + str(kv.mod_revision).encode() + b'"' + sep + raw[n:]
 
 
 def decode(kv: KeyValue) -> dict[str, Any]:
-    obj = json.loads(kv.value)
+    obj = jsoncodec.loads(kv.value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
     return obj
 
 
 def decode_event(ev: Event) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(object, previous object) of a store event; a DELETE's object carries the delete revision."""
-    obj = json.loads(ev.kv.value)
+    obj = jsoncodec.loads(ev.kv.value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(ev.kv.mod_revision)
     prev = None
     if ev.prev is not None:

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from peapod.api import errors
+from peapod.api import errors, jsoncodec
 from peapod.store.base import CompactedError, Event, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,11 @@ class CachedEvent:
 
 
 def _cached(ev: Event) -> CachedEvent:
-    import json
-
-    obj = json.loads(ev.kv.value)
+    obj = jsoncodec.loads(ev.kv.value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(ev.kv.mod_revision)
     prev = None
     if ev.prev is not None:
-        prev = json.loads(ev.prev.value)
+        prev = jsoncodec.loads(ev.prev.value)
         prev.setdefault("metadata", {})["resourceVersion"] = str(ev.prev.mod_revision)
     return CachedEvent(ev.type, ev.kv.key, ev.kv.mod_revision, obj, prev, ev.created or ev.prev is None)
 
@@ -74,6 +72,13 @@ class Subscription:
     async def get(self) -> CachedEvent | None:
         """The next event, or None when the subscription ended (cache stopped or client too slow)."""
         return await self.queue.get()
+
+    def pending(self) -> bool:
+        return not self.queue.empty()
+
+    def get_nowait(self) -> CachedEvent | None:
+        """The next queued event (call only when ``pending()``), or None when the subscription ended."""
+        return self.queue.get_nowait()
 
     @property
     def progress(self) -> int:
