@@ -20,6 +20,29 @@ from peapod.clock import Clock, rfc3339
 log = logging.getLogger(__name__)
 EVENTS = resource("", "v1", "events")
 AGGREGATION_WINDOW = timedelta(minutes=10)
+# client-go's spam filter: per involved object, a burst of 25 events, then one per 5 minutes.
+SPAM_BURST = 25
+SPAM_REFILL_SECONDS = 300.0
+
+
+class SpamFilter:
+    """A token bucket per involved object (client-go's EventSourceObjectSpamFilter)."""
+
+    def __init__(self, *, burst: int = SPAM_BURST, refill_seconds: float = SPAM_REFILL_SECONDS) -> None:
+        self.burst = burst
+        self.refill = refill_seconds
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str, now: float) -> bool:
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) / self.refill)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        if len(self._buckets) > 8192:
+            self._buckets.pop(next(iter(self._buckets)))
+        return True
 
 
 def object_reference(obj: dict[str, Any]) -> dict[str, Any]:
@@ -38,6 +61,7 @@ class EventRecorder:
         self.host = host
         self.clock = clock
         self._seen: dict[tuple[str, ...], tuple[str, str, int, datetime]] = {}
+        self._spam = SpamFilter()
 
     async def record(
         self, obj: dict[str, Any], type_: str, reason: str, message: str, *, field_path: str = ""
@@ -47,6 +71,8 @@ class EventRecorder:
             ref["fieldPath"] = field_path
         ns = ref.get("namespace") or "default"
         now = self.clock.now()
+        if not self._spam.allow(ref["uid"] or f"{ns}/{ref['name']}", self.clock.monotonic()):
+            return
         key = (ref["uid"], ref.get("fieldPath", ""), type_, reason, message)
         try:
             prev = self._seen.get(key)
