@@ -22,7 +22,9 @@ def run_down(args: argparse.Namespace) -> int:
         if not node_dir.exists():
             print(f"nothing to remove in {args.data_dir}")
             return 0
-        removed = asyncio.run(cleanup_data_dir(node_dir))
+        recorded = node_dir / "bridge"
+        bridge = args.bridge or (recorded.read_text().strip() if recorded.exists() else "peapod0")
+        removed = asyncio.run(cleanup_data_dir(node_dir, bridge=bridge))
         for item in removed:
             print(f"removed {item}")
         print(f"peapod down: {len(removed)} item(s) removed")

@@ -32,12 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_flags(up)
     up.add_argument("--node-name", default=None, help="name of the local node (default: the hostname)")
     up.add_argument("--keep-pods", action="store_true", help="leave pods running when peapod stops")
+    up.add_argument("--pod-cidr", default="10.77.0.0/16", help="addresses for this node's pods")
+    up.add_argument("--bridge", default="peapod0", help="name of the pods' bridge (one per data dir on a host)")
     up.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                     help="registry reachable over plain HTTP (loopback ones always are); repeatable")
     up.add_argument("--allowed-registry", action="append", default=[], metavar="HOST[:PORT]",
                     help="pull only from these registries (default: any); repeatable")
     down = sub.add_parser("down", help="remove everything the pods of a data dir hold (after a crash)")
     down.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    down.add_argument("--bridge", default=None, help="the bridge `peapod up` used (default: the recorded one)")
     server = sub.add_parser("server", help="run the control plane only")
     _add_server_flags(server)
     kc = sub.add_parser("kubeconfig", help="print the admin kubeconfig of a data dir")

@@ -186,6 +186,8 @@ class LocalNode:
     keep_pods: bool = False
     insecure_registries: tuple[str, ...] = ()
     allowed_registries: tuple[str, ...] = ()
+    pod_cidr: str = "10.77.0.0/16"
+    bridge: str = "peapod0"
     agent: Any = None
     client: ApiClient | None = None
 
@@ -206,12 +208,15 @@ class LocalNode:
         self.client = ApiClient(self.cp.url, ssl_context=client_ssl(tls.ca_cert, cert, key), user_agent="peapod-agent")
         cfg = AgentConfig.for_data_dir(
             node_name=self.node_name, data_dir=self.cp.data_dir / "node", client=self.client,
+            pod_cidr=self.pod_cidr, bridge=self.bridge,
             node_ips=[node_ip], bind=node_ip, port=0, tls_cert=serving_cert, tls_key=serving_key,
             client_ca=tls.ca_cert, allowed_client_names=(APISERVER_CLIENT_CN,), keep_pods=self.keep_pods,
             registry_config=RegistryConfig(
                 insecure_registries=self.insecure_registries, allowed_registries=self.allowed_registries
             ),
         )
+        # `peapod down` removes the bridge recorded here.
+        (self.cp.data_dir / "node" / "bridge").write_text(self.bridge + "\n")
         self.agent = Agent(cfg)
         await self.agent.start()
 
@@ -238,6 +243,7 @@ async def _serve(args: argparse.Namespace, with_agent: bool) -> None:
             node = LocalNode(
                 cp, args.node_name or socket.gethostname().lower(), keep_pods=args.keep_pods,
                 insecure_registries=tuple(args.insecure_registry), allowed_registries=tuple(args.allowed_registry),
+                pod_cidr=args.pod_cidr, bridge=args.bridge,
             )
             await node.start()
         print(f"peapod is up at {cp.url}" + (f" with node {node.node_name}" if node else ""), file=sys.stderr)

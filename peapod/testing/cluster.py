@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -57,9 +58,15 @@ class PeapodCluster:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
+    bridge: str = ""
+    pod_cidr: str = ""
+
     def __post_init__(self) -> None:
         if not self.port:
             self.port = free_port()
+        rng = random.SystemRandom()
+        self.bridge = self.bridge or f"ppt{rng.randrange(16**6):06x}"
+        self.pod_cidr = self.pod_cidr or f"10.{rng.randrange(100, 250)}.{rng.randrange(256)}.0/24"
 
     @property
     def kubeconfig(self) -> Path:
@@ -77,6 +84,8 @@ class PeapodCluster:
         if self.command == "up":
             for reg in self.allowed_registries:
                 args += ["--allowed-registry", reg]
+            # A bridge and pod CIDR of its own: clusters of concurrent test runs never share one.
+            args += ["--bridge", self.bridge, "--pod-cidr", self.pod_cidr]
         self.proc = subprocess.Popen(
             [*args, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -84,4 +84,4 @@ def test_peapod_down_after_a_crash_removes_everything(image: str, tmp_path: Path
     assert r.returncode == 0, r.stderr
     assert leftovers(cluster.data_dir) == {"runc": 0, "mounts": 0, "conmon": 0}
     bridges = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout
-    assert "peapod0" not in bridges
+    assert cluster.bridge not in bridges
