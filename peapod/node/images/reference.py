@@ -62,6 +62,10 @@ class Reference:
         if self.registry == DEFAULT_REGISTRY:
             if name.startswith("library/") and name.count("/") == 1:
                 name = name[len("library/"):]
+            first = name.split("/", 1)[0]
+            if "/" in name and (any(c in first for c in ".:") or first == "localhost"):
+                # Shortened, the first component would be read as a registry: keep docker.io.
+                name = f"{self.registry}/{name}"
         else:
             name = f"{self.registry}/{name}"
         return _suffix(name, self.tag, self.digest)

@@ -81,3 +81,9 @@ def test_canonical_form_round_trips(registry, parts, tag, digest):
     ref = parse_reference(text)
     assert parse_reference(str(ref)) == ref
     assert parse_reference(ref.familiar()) == ref
+
+
+def test_familiar_name_keeps_docker_io_when_the_first_component_looks_like_a_host():
+    ref = parse_reference("docker.io/0.0/0")
+    assert ref.familiar() == "docker.io/0.0/0:latest"
+    assert parse_reference(ref.familiar()) == ref
