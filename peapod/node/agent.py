@@ -4,7 +4,11 @@ Wiring: an informer lists+watches pods with ``fieldSelector=spec.nodeName=<node>
 every change to the pod workers (one serial worker per pod UID); each worker runs
 plan -> act (:mod:`peapod.node.sync`) and gives the computed status to the status manager, the
 only writer of pod status. A relist loop (kubelet's PLEG) notices container state changes and
-wakes the pod's worker; a periodic resync retries what is backing off. The node reporter
+wakes the pod's worker; a periodic resync retries what is backing off. The probe manager runs
+liveness/readiness/startup probes of the containers the executor reports running; a changed
+verdict wakes the pod's worker (readiness goes into the status, a liveness or startup failure
+restarts the container). A later delete with a shorter grace period (or the pod's removal from
+the API: a forced delete) shortens a termination in progress. The node reporter
 registers the Node, renews its Lease and reports status. The HTTPS server serves logs, exec,
 attach and port-forward to the API server.
 
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import random
 import shutil
 import socket
 import ssl
@@ -34,7 +39,8 @@ from peapod.clock import Clock, RealClock
 from peapod.node.images.service import ImageService
 from peapod.node.network.types import PodNetwork
 from peapod.node.nodestatus import NodeFacts, NodeStatusReporter, capacity, gather_facts
-from peapod.node.podworkers import PodWorkers, SyncResult
+from peapod.node.podworkers import PodWorkers, SyncResult, termination_grace
+from peapod.node.probes import ProbeManager, Prober, ProbeUpdate
 from peapod.node.runtime.cgroups import CgroupManager
 from peapod.node.runtime.types import ContainerRuntime, ContainerRuntimeError
 from peapod.node.statusmanager import StatusManager
@@ -132,6 +138,7 @@ class Agent:
         self.status: StatusManager | None = None
         self.executor: PodExecutor | None = None
         self.workers: PodWorkers | None = None
+        self.probes: ProbeManager | None = None
         self.informer: Informer | None = None
         self.reporter: NodeStatusReporter | None = None
         self.server: Any = None
@@ -174,6 +181,10 @@ class Agent:
                           memory_capacity=self.facts.memory),
             cgroups=cfg.cgroups, mounter=cfg.mounter, recorder=recorder,
         )
+        self.probes = ProbeManager(clock=self.clock, prober=Prober(runtime=cfg.runtime),
+                                   record_event=self.executor.record_event if recorder else None,
+                                   on_update=self._on_probe_update, rng=random.Random())
+        self.executor.probes = self.probes
         self.workers = PodWorkers(sync=self._sync, terminate=self.executor.terminate_pod,
                                   cleanup=self._cleanup,
                                   clock=self.clock)
@@ -220,6 +231,8 @@ class Agent:
                              return_exceptions=True)
         if self.workers is not None:
             await self.workers.stop()
+        if self.probes is not None:
+            await self.probes.close()
         if stop_pods and self.executor is not None:
             await self._stop_all_pods()
             # No pod is left on the bridge: remove it too, so a stopped `peapod up` leaves nothing.
@@ -241,7 +254,8 @@ class Agent:
     async def _stop_all_pods(self) -> None:
         ex = self.executor
         assert ex is not None
-        for pod in ex.saved_pods():
+
+        async def stop_one(pod: Obj) -> None:
             uid = pod["metadata"]["uid"]
             grace = min(self.config.stop_grace_max, _grace(pod))
             try:
@@ -251,6 +265,9 @@ class Agent:
                 log.warning("stopping pod %s: %s", uid, e)
                 with contextlib.suppress(Exception):
                     await ex.remove_orphan(uid)
+
+        # all pods' grace periods run at once: stopping takes the longest one, not their sum
+        await asyncio.gather(*(stop_one(pod) for pod in ex.saved_pods()))
         await self._remove_strays(set())
 
     # ---- pod events --------------------------------------------------------------------------
@@ -258,6 +275,11 @@ class Agent:
     def _on_pod(self, pod: Obj) -> None:
         if self.workers is None or (pod.get("spec") or {}).get("nodeName") != self.config.node_name:
             return
+        uid = pod["metadata"]["uid"]
+        if self.probes is not None:
+            self.probes.update_pod(pod)
+        if (pod.get("metadata") or {}).get("deletionTimestamp") and self.executor is not None:
+            self.executor.shorten_grace(uid, termination_grace(pod))
         self.workers.update(pod)
 
     def _on_pod_deleted(self, pod: Obj) -> None:
@@ -270,8 +292,15 @@ class Agent:
         if w is not None and w.finished:
             self.workers.forget(uid)
             return
-        grace = (pod.get("metadata") or {}).get("deletionGracePeriodSeconds")
-        self.workers.kill(uid, grace=int(grace) if grace is not None else 1)
+        # Gone from the API before this node finished it: a forced delete. Stop at once.
+        if self.executor is not None:
+            self.executor.shorten_grace(uid, 0)
+        self.workers.kill(uid, grace=0)
+
+    def _on_probe_update(self, update: ProbeUpdate) -> None:
+        """A probe verdict changed: the pod's worker writes it into the status (or restarts)."""
+        if self.workers is not None:
+            self.workers.resync(update.pod_uid)
 
     async def _sync(self, pod: Obj) -> SyncResult:
         assert self.executor is not None

@@ -13,7 +13,15 @@ The executor (:mod:`peapod.node.sync`) carries the :class:`Actions` out. Rules:
   restart policy (Always; OnFailure on a non-zero exit) after a back-off: immediately the first
   time, then 10 s doubling to 300 s; the back-off resets when the container had run 10 minutes.
 * A running container whose spec hash changed (e.g. a new image) is killed and started again.
-* Deletion (deletionTimestamp) or a terminal pod (no container will run again) stops everything.
+* A running container that failed its liveness or startup probe (``Observed.restarts``) is killed
+  and, per the restart policy, started again (sidecars always are), with the usual back-off.
+* A sidecar whose startup probe has not succeeded (``ContainerRecord.started`` False) holds the
+  next init container (and, for the last one, the app containers) back.
+* ``activeDeadlineSeconds`` past ``status.startTime``: the pod fails (``Actions.failed``:
+  DeadlineExceeded).
+* Deletion (deletionTimestamp) or a terminal pod (no container will run again): ``terminal``. The
+  kills are then the termination step's job (it honours the grace period, preStop hooks, the
+  app-then-sidecars order and a grace shortened later), so ``kill`` stays empty.
 
 Back-off state lives in each container instance (``backoff``: how many back-off restarts preceded
 it), so it survives agent restarts without any memory here.
@@ -56,6 +64,16 @@ class ContainerRecord:
     image: str = ""
     image_id: str = ""  # image ref with digest, as status.imageID shows it
     stop_signal: str = ""
+    started: bool | None = None  # running instance: startup probe verdict (None: no startup probe)
+
+
+@dataclass(frozen=True)
+class RestartWanted:
+    """A running instance failed its liveness or startup probe: kill it (kubelet's message)."""
+
+    message_restart: str  # "Container c failed liveness probe, will be restarted"
+    message_final: str  # "..., will not be restarted"
+    grace: int | None = None  # the probe's terminationGracePeriodSeconds, if set
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,7 @@ class Observed:
     sandbox_ready: bool = False
     sandbox_exists: bool = False
     containers: Sequence[ContainerRecord] = ()
+    restarts: Mapping[str, RestartWanted] = field(default_factory=dict)  # container id -> why
 
     def instances(self, name: str) -> list[ContainerRecord]:
         """Instances of container ``name``, newest first."""
@@ -87,6 +106,7 @@ class KillContainer:
     name: str
     reason: str = ""
     message: str = ""
+    grace: int | None = None  # overrides the pod's terminationGracePeriodSeconds (probe kills)
 
 
 @dataclass
@@ -99,6 +119,7 @@ class Actions:
     waiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (reason, message)
     requeue_after: float | None = None
     terminal: bool = False  # nothing will run again: the pod is done (or being deleted)
+    failed: tuple[str, str] | None = None  # the agent fails the pod: (reason, message)
 
     def _requeue(self, seconds: float) -> None:
         if self.requeue_after is None or seconds < self.requeue_after:
@@ -159,6 +180,22 @@ def _restart(act: Actions, pod: Obj, c: Obj, rec: ContainerRecord, kind: Literal
     return True
 
 
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
+
+
+def _deadline_left(pod: Obj, now: datetime) -> float | None:
+    """Seconds until activeDeadlineSeconds runs out (None: no deadline or not started yet)."""
+    deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+    start = (pod.get("status") or {}).get("startTime")
+    if deadline is None or not start:
+        return None
+    try:
+        started = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return int(deadline) - (now - started).total_seconds()
+
+
 def _should_restart(policy: str, rec: ContainerRecord) -> bool:
     if policy == "Always":
         return True
@@ -183,16 +220,21 @@ def plan(pod: Obj, observed: Observed, now: datetime) -> Actions:
 
     alive = [r for r in observed.containers if _alive(r)]
     if meta.get("deletionTimestamp"):
-        act.kill = [KillContainer(r.id, r.name, "Killing", "pod is being deleted") for r in alive]
         act.terminal = True
         return act
+    left = _deadline_left(pod, now)
+    if left is not None:
+        if left <= 0:
+            act.terminal = True
+            act.failed = ("DeadlineExceeded", DEADLINE_MESSAGE)
+            return act
+        act._requeue(left)
 
     fresh = False
     if not observed.sandbox_ready:
         ran_before = any(True for _ in observed.containers)
         if policy == "Never" and ran_before:
             # kubelet does not recreate the sandbox of a Never pod whose containers ran
-            act.kill = [KillContainer(r.id, r.name, "Killing", "pod sandbox is gone") for r in alive]
             act.terminal = True
             return act
         act.create_sandbox = True
@@ -202,9 +244,25 @@ def plan(pod: Obj, observed: Observed, now: datetime) -> Actions:
                                       "re-created") for r in alive]
         fresh = True
 
+    # liveness/startup failures: kill now; what follows sees them exited (restart per policy)
+    probe_killed: set[str] = set()
+    if not fresh:
+        sidecar_names = {c["name"] for c in inits if is_sidecar(c)}
+        app_names = {c["name"] for c in apps}
+        for r in alive:
+            want = observed.restarts.get(r.id)
+            if want is None or r.state != "running" or observed.latest(r.name) != r:
+                continue
+            if r.name not in sidecar_names and r.name not in app_names:
+                continue
+            again = r.name in sidecar_names or policy != "Never"
+            act.kill.append(KillContainer(r.id, r.name, "Killing",
+                                          want.message_restart if again else want.message_final, want.grace))
+            probe_killed.add(r.id)
+
     def latest(name: str) -> ContainerRecord | None:
         rec = observed.latest(name)
-        if fresh and rec is not None and rec.state != "exited":
+        if rec is not None and rec.state != "exited" and (fresh or rec.id in probe_killed):
             # killed above: it counts as exited for what follows
             return dataclasses.replace(rec, state="exited", exit_code=137, finished_at=now)
         return rec
@@ -231,6 +289,9 @@ def plan(pod: Obj, observed: Observed, now: datetime) -> Actions:
                     if not initialized_before:
                         blocked = True
                         break
+                elif not initialized_before and (rec.state != "running" or rec.started is False):
+                    blocked = True  # the next container waits until this sidecar has started
+                    break
                 continue
             if rec is None or fresh:
                 act.start.append(StartContainer(name, "sidecar", next_attempt(name), 0))
@@ -252,9 +313,8 @@ def plan(pod: Obj, observed: Observed, now: datetime) -> Actions:
         if rec.exit_code == 0:
             continue
         if policy == "Never":
-            act.terminal = True  # the pod failed
-            act.kill += [KillContainer(r.id, r.name, "Killing", "init container failed")
-                         for r in alive if r.id not in {k.id for k in act.kill}]
+            act.terminal = True  # the pod failed; termination stops what still runs
+            act.kill = []
             return act
         _restart(act, pod, c, rec, "init", now)
         blocked = True
@@ -286,11 +346,9 @@ def plan(pod: Obj, observed: Observed, now: datetime) -> Actions:
         else:
             done += 1
     if apps and done == len(apps) and not act.start:
-        # every app container finished for good: stop the sidecars, the pod is terminal
+        # every app container finished for good: the pod is terminal (termination stops the sidecars)
         act.terminal = True
-        killed = {k.id for k in act.kill}
-        act.kill += [KillContainer(r.id, r.name, "Killing", "pod has completed")
-                     for r in alive if r.id not in killed]
+        act.kill = [k for k in act.kill if k.id in probe_killed]
         act.waiting = {}
         act.requeue_after = None
     return act

@@ -2,8 +2,14 @@
 
 Inputs are the pod, what the runtime shows (:class:`peapod.node.plan.Observed`), the waiting
 reasons the executor met (ErrImagePull, CrashLoopBackOff, CreateContainerConfigError, ...), the
-pod/host IPs and the time; the previous status provides lastTransitionTimes, conditions owned by
-others (PodScheduled, DisruptionTarget, ...) and a terminal phase, which never changes back.
+probe verdicts (readiness, startup), the pod/host IPs and the time; the previous status provides
+lastTransitionTimes, conditions owned by others (PodScheduled, DisruptionTarget, ...) and a
+terminal phase, which never changes back (nor do its reason and message).
+
+Container readiness follows kubelet's prober manager (UpdatePodStatus): a running container is
+``started`` once its startup probe succeeded (at once without one); a started container is
+``ready`` when its readiness probe says so (at once without one). A regular init container is
+ready when it completed successfully.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ class StatusInputs:
     start_time: datetime | None = None
     terminal: bool = False  # the pod worker is terminating/terminated it (kubelet's podIsTerminal)
     sandbox_ready: bool | None = None  # default: observed.sandbox_ready
+    # probe verdicts for the running instances of containers that have such a probe
+    readiness: Mapping[str, bool] = field(default_factory=dict)
+    started: Mapping[str, bool] = field(default_factory=dict)
+    failed: tuple[str, str] | None = None  # the agent failed the pod: (reason, message), e.g. DeadlineExceeded
 
 
 def _ts(dt: datetime | None) -> str | None:
@@ -52,7 +62,8 @@ def _terminated(rec: ContainerRecord) -> dict[str, Any]:
 
 
 def container_status(c: Obj, observed: Observed, waiting: Mapping[str, tuple[str, str]], *,
-                     default_waiting: str) -> dict[str, Any]:
+                     default_waiting: str, readiness: Mapping[str, bool] | None = None,
+                     started: Mapping[str, bool] | None = None, regular_init: bool = False) -> dict[str, Any]:
     name = c["name"]
     inst = observed.instances(name)
     rec = inst[0] if inst else None
@@ -73,8 +84,8 @@ def container_status(c: Obj, observed: Observed, waiting: Mapping[str, tuple[str
         st["image"] = rec.image
     if rec.state == "running":
         st["state"] = {"running": {"startedAt": _ts(rec.started_at or rec.created_at)}}
-        st["ready"] = True  # readiness probes are not run: running means ready
-        st["started"] = True
+        st["started"] = bool((started or {}).get(name, True))
+        st["ready"] = not regular_init and st["started"] and bool((readiness or {}).get(name, True))
         if prev is not None and prev.state == "exited":
             st["lastState"] = {"terminated": _terminated(prev)}
     elif rec.state == "created":
@@ -87,6 +98,7 @@ def container_status(c: Obj, observed: Observed, waiting: Mapping[str, tuple[str
             st["lastState"] = {"terminated": _terminated(rec)}
         else:
             st["state"] = {"terminated": _terminated(rec)}
+            st["ready"] = regular_init and st["state"]["terminated"]["exitCode"] == 0
             if prev is not None and prev.state == "exited":
                 st["lastState"] = {"terminated": _terminated(prev)}
     return st
@@ -207,17 +219,24 @@ def compute_status(pod: Obj, inp: StatusInputs, now: datetime) -> dict[str, Any]
     obs = inp.observed
     inits = list(spec.get("initContainers") or [])
     apps = list(spec.get("containers") or [])
-    init_statuses = {c["name"]: container_status(c, obs, inp.waiting, default_waiting="PodInitializing")
+    init_statuses = {c["name"]: container_status(c, obs, inp.waiting, default_waiting="PodInitializing",
+                                                 readiness=inp.readiness, started=inp.started,
+                                                 regular_init=not is_sidecar(c))
                      for c in inits}
     init_pending = any(
         not is_sidecar(c) and not ((init_statuses[c["name"]].get("state") or {}).get("terminated") or {}).get(
             "exitCode") == 0 for c in inits)
     statuses = {c["name"]: container_status(c, obs, inp.waiting,
                                             default_waiting="PodInitializing" if init_pending and inits
-                                            else "ContainerCreating") for c in apps}
+                                            else "ContainerCreating",
+                                            readiness=inp.readiness, started=inp.started) for c in apps}
     phase = pod_phase(pod, init_statuses, statuses, terminal=inp.terminal)
+    pod_reason = pod_message = None
+    if inp.failed is not None:
+        phase, (pod_reason, pod_message) = "Failed", inp.failed
     if old.get("phase") in ("Succeeded", "Failed"):
         phase = old["phase"]
+        pod_reason, pod_message = old.get("reason"), old.get("message")
     prev = {c.get("type"): c for c in old.get("conditions") or []}
     sandbox_ready = obs.sandbox_ready if inp.sandbox_ready is None else inp.sandbox_ready
     completed = phase == "Succeeded"
@@ -261,6 +280,10 @@ def compute_status(pod: Obj, inp: StatusInputs, now: datetime) -> dict[str, Any]
     conditions += [c for c in old.get("conditions") or [] if c.get("type") not in OWNED_CONDITIONS]
 
     status: dict[str, Any] = {"phase": phase, "conditions": conditions}
+    if pod_reason:
+        status["reason"] = pod_reason
+    if pod_message:
+        status["message"] = pod_message
     host_ips = list(inp.host_ips)
     if host_ips:
         status["hostIP"] = host_ips[0]

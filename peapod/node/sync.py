@@ -10,6 +10,14 @@ Per pod, under ``<data>/pods/<uid>/``::
     volumes/ volume-subpaths/ containers/   owned by peapod.node.volumes
 
 Container ids are ``<pod uid>-<container name>-<attempt>``.
+
+Stopping a container (:meth:`PodExecutor._stop_container`) is kubelet's killContainer: the preStop
+hook runs first, then the image's STOPSIGNAL (or SIGTERM), then SIGKILL once the grace period --
+counted from the start of preStop, with at least 2 s left for the signal -- runs out. Every stop
+holds a :class:`Deadline`; a later, shorter delete (``shorten_grace``) moves it earlier, and a
+forced removal kills at once. A container that could not be started at all (a missing
+executable) is kept as an exited instance with reason ContainerCannotRun, so it counts as a
+restart and backs off like a crash.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -25,6 +34,7 @@ import shutil
 import signal as _signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +46,7 @@ from peapod.client.rest import ApiClient
 from peapod.clock import Clock
 from peapod.node.containerconfig import ConfigError, ContainerInputs, PodFiles, build_container_config
 from peapod.node.envvars import EnvError, EnvSources, build_env, referenced_objects
+from peapod.node.hooks import MIN_GRACE_AFTER_HOOK, format_pod, run_post_start, run_pre_stop
 from peapod.node.images.errors import (
     ImageError,
     ImageNeverPullError,
@@ -54,6 +65,7 @@ from peapod.node.plan import (
     Actions,
     ContainerRecord,
     Observed,
+    RestartWanted,
     StartContainer,
     container_hash,
     is_sidecar,
@@ -61,6 +73,7 @@ from peapod.node.plan import (
 )
 from peapod.node.podstatus import StatusInputs, compute_status
 from peapod.node.podworkers import SyncResult
+from peapod.node.probes import ProbeManager, Target, probed_containers
 from peapod.node.runtime.bundle import build_spec, write_bundle
 from peapod.node.runtime.cgroups import CgroupManager
 from peapod.node.runtime.logs import LogOptions, read_logs
@@ -95,6 +108,9 @@ SERVICEACCOUNTS = resource("", "v1", "serviceaccounts")
 IMAGE_BACKOFF_INITIAL = 10.0
 IMAGE_BACKOFF_MAX = 300.0
 ANNOTATION_PREFIX = "io.peapod."
+CANNOT_RUN_EXIT_CODE = 128  # what containerd reports for a process that could not be started
+# runc's words for "the container's process could not be started" (e.g. a missing executable)
+_CANNOT_RUN_MARKERS = ("unable to start container process", "executable file not found")
 
 
 class SandboxService(Protocol):
@@ -131,6 +147,33 @@ class _Backoff:
     failures: int
     until: float  # clock.monotonic()
     waiting: tuple[str, str]
+
+
+class Deadline:
+    """When a stopping container must be dead (``clock.monotonic()``); only ever moves earlier.
+
+    ``forced``: the pod is gone from the API (a forced delete): no preStop, no minimum grace."""
+
+    def __init__(self, clock: Clock, grace: float) -> None:
+        self.clock = clock
+        self.at = clock.monotonic() + max(0.0, grace)
+        self.forced = grace <= 0
+        self.changed = asyncio.Event()
+
+    def shorten(self, grace: float) -> None:
+        at = self.clock.monotonic() + max(0.0, grace)
+        if at < self.at:
+            self.at = at
+        if grace <= 0:
+            self.forced = True
+        self.changed.set()
+
+    def left(self) -> float:
+        return self.at - self.clock.monotonic()
+
+
+def _cannot_run(message: str) -> bool:
+    return any(m in message for m in _CANNOT_RUN_MARKERS)
 
 
 @dataclass
@@ -217,6 +260,7 @@ class PodExecutor:
         cgroups: CgroupManager | None = None,
         mounter: Mounter | None = None,
         recorder: EventRecorder | None = None,
+        probes: ProbeManager | None = None,
     ) -> None:
         self.pods_dir = Path(data_dir) / "pods"
         self.pods_dir.mkdir(parents=True, exist_ok=True)
@@ -231,7 +275,9 @@ class PodExecutor:
         self.cgroups = cgroups
         self.mounter = mounter
         self.recorder = recorder
+        self.probes = probes
         self._state: dict[str, _PodState] = {}
+        self._deadlines: dict[str, set[Deadline]] = {}  # pod uid -> stops in progress
 
     # ---- paths and records -------------------------------------------------------------------
 
@@ -313,6 +359,11 @@ class PodExecutor:
             "image_id": r.get("image_id", ""),
             "stop_signal": r.get("stop_signal", ""),
         }
+        if r.get("cannot_run") is not None:
+            at = _parse_time(r.get("failed_at"))
+            return ContainerRecord(**base, state="exited", exit_code=CANNOT_RUN_EXIT_CODE,
+                                   reason="ContainerCannotRun", message=str(r["cannot_run"]),
+                                   created_at=at, started_at=at, finished_at=at)
         try:
             st = await self.runtime.state(r["id"])
         except ContainerNotFound:
@@ -337,6 +388,66 @@ class PodExecutor:
             msg = text[-2048:]
         return msg
 
+    # ---- probes ------------------------------------------------------------------------------
+
+    def _target(self, pod: Obj, container_id: str) -> Target:
+        """Where probes and hooks reach a container instance: pod IP, network namespace."""
+        ips = self.pod_ips(pod)
+        sb = self.sandboxes.get(pod["metadata"]["uid"])
+        netns = None if (pod.get("spec") or {}).get("hostNetwork") or sb is None else sb.netns_path
+        return Target(container_id, ips[0] if ips else None, netns)
+
+    def _monotonic(self, at: datetime | None) -> float | None:
+        if at is None:
+            return None
+        return self.clock.monotonic() - (self.clock.now() - at).total_seconds()
+
+    def _with_probes(self, pod: Obj, obs: Observed) -> Observed:
+        """Tell the probe manager which instances run; add its verdicts (started, restart wanted)."""
+        if self.probes is None:
+            return obs
+        uid = pod["metadata"]["uid"]
+        self.probes.add_pod(pod)
+        restarts: dict[str, RestartWanted] = {}
+        started: dict[str, bool | None] = {}
+        for c in probed_containers(pod):
+            name = c.get("name", "")
+            rec = obs.latest(name)
+            if rec is None or rec.state != "running":
+                self.probes.container_stopped(uid, name)
+                continue
+            self.probes.container_running(uid, name, self._target(pod, rec.id),
+                                          started_at=self._monotonic(rec.started_at))
+            started[rec.id] = self.probes.started(uid, name)
+            req = self.probes.restart_request(uid, name)
+            if req is not None and req.container_id == rec.id:
+                restarts[rec.id] = RestartWanted(req.message(True), req.message(False), req.grace_period)
+        containers = tuple(dataclasses.replace(r, started=started[r.id]) if r.id in started else r
+                           for r in obs.containers)
+        return dataclasses.replace(obs, containers=containers, restarts=restarts)
+
+    def _probe_verdicts(self, pod: Obj) -> tuple[dict[str, bool], dict[str, bool]]:
+        """(readiness, started) of the containers that have such probes."""
+        ready: dict[str, bool] = {}
+        started: dict[str, bool] = {}
+        if self.probes is None:
+            return ready, started
+        uid = pod["metadata"]["uid"]
+        for c in probed_containers(pod):
+            name = c.get("name", "")
+            r = self.probes.readiness(uid, name)
+            if r is not None:
+                ready[name] = r
+            st = self.probes.started(uid, name)
+            if st is not None:
+                started[name] = st
+        return ready, started
+
+    async def record_event(self, pod: Obj, type_: str, reason: str, message: str, *,
+                            field_path: str = "") -> None:
+        """The probe manager's and hooks' ``record_event``."""
+        await self._event(dict(pod), type_, reason, message, field_path)
+
     # ---- sync --------------------------------------------------------------------------------
 
     def _pod_state(self, uid: str) -> _PodState:
@@ -358,16 +469,33 @@ class PodExecutor:
         net = self.network.status(pod["metadata"]["uid"])
         return list(net.ips) if net else []
 
+    def _with_status(self, pod: Obj) -> Obj:
+        """The pod with the status this agent last computed (newer than the informer's copy)."""
+        latest = self.status.get(pod["metadata"]["uid"])
+        if latest is None:
+            return pod
+        return {**pod, "status": {**(pod.get("status") or {}), **latest}}
+
     async def sync_pod(self, pod: Obj) -> SyncResult:
         uid = pod["metadata"]["uid"]
         self.save_pod(pod)
         ps = self._pod_state(uid)
-        obs = await self.observe(pod)
-        act = plan(pod, obs, self.clock.now())
+        obs = self._with_probes(pod, await self.observe(pod))
+        act = plan(self._with_status(pod), obs, self.clock.now())
+        if act.failed is not None:
+            reason, message = act.failed
+            await self._event(pod, "Normal", reason, message)
+            self._set_status(pod, obs, {}, failed=act.failed)
         await self._kill(pod, act)
         for cid in act.remove:
             await self._remove_container(uid, cid)
+        for name, (reason, _msg) in act.waiting.items():
+            if reason == "CrashLoopBackOff":
+                await self._event(pod, "Warning", "BackOff", f"Back-off restarting failed container {name} in "
+                                  f"pod {format_pod(pod)}", _field_path(pod, name))
         if act.terminal:
+            if act.kill:
+                self._set_status(pod, await self.observe(pod), {})
             return SyncResult(terminal=True)
         requeue = act.requeue_after
         if act.create_sandbox:
@@ -388,6 +516,8 @@ class PodExecutor:
                 return SyncResult(requeue_after=2.0)
             for s in act.start:
                 ok = await self._start(pod, s, prepared, waiting, ps)
+                if not ok and s.name not in waiting:
+                    requeue = 0.0  # it could not run (a new exited instance): plan again now
                 if not ok and s.kind != "app":
                     break  # init containers and sidecars start in order
             for b in ps.backoff.values():
@@ -398,16 +528,13 @@ class PodExecutor:
         return SyncResult(requeue_after=requeue)
 
     def _set_status(self, pod: Obj, obs: Observed, waiting: Mapping[str, tuple[str, str]], *,
-                    terminal: bool = False, sandbox_ready: bool | None = None) -> None:
-        uid = pod["metadata"]["uid"]
-        latest = self.status.get(uid)
-        base = dict(pod)
-        if latest is not None:
-            # the status we last computed is newer than the informer's copy
-            base = {**pod, "status": {**(pod.get("status") or {}), **latest}}
-        status = compute_status(base, StatusInputs(
+                    terminal: bool = False, sandbox_ready: bool | None = None,
+                    failed: tuple[str, str] | None = None) -> None:
+        readiness, started = self._probe_verdicts(pod)
+        status = compute_status(self._with_status(pod), StatusInputs(
             observed=obs, waiting=waiting, pod_ips=self.pod_ips(pod), host_ips=self.node.host_ips,
-            start_time=self.clock.now(), terminal=terminal, sandbox_ready=sandbox_ready), self.clock.now())
+            start_time=self.clock.now(), terminal=terminal, sandbox_ready=sandbox_ready,
+            readiness=readiness, started=started, failed=failed), self.clock.now())
         self.status.set_status(pod, status)
 
     async def _event(self, pod: Obj, type_: str, reason: str, message: str, field_path: str = "") -> None:
@@ -619,25 +746,52 @@ class PodExecutor:
             "stop_signal": image.config.stop_signal, "log_path": str(log_path),
             "termination_log": str(term_log), "bundle": str(bundle),
         })
+        created = False
         try:
             await self.runtime.create(cid, str(bundle), str(log_path))
-        except ContainerRuntimeError as e:
-            await self._abandon(uid, cid)
-            waiting[s.name] = ("CreateContainerError", str(e))
-            self._image_backoff(ps, s.name, ref, "CreateContainerError", str(e))
-            await self._event(pod, "Warning", "Failed", f"Error: {e}", fp)
-            return False
-        await self._event(pod, "Normal", "Created", f"Created container {s.name}", fp)
-        try:
+            created = True
+            await self._event(pod, "Normal", "Created", f"Created container {s.name}", fp)
             await self.runtime.start(cid)
         except ContainerRuntimeError as e:
-            await self._abandon(uid, cid)
-            waiting[s.name] = ("RunContainerError", str(e))
-            self._image_backoff(ps, s.name, ref, "RunContainerError", str(e))
+            reason = "RunContainerError" if created else "CreateContainerError"
             await self._event(pod, "Warning", "Failed", f"Error: {e}", fp)
+            if _cannot_run(str(e)):
+                await self._cannot_start(uid, cid, str(e))
+                return False
+            await self._abandon(uid, cid)
+            waiting[s.name] = (reason, str(e))
+            self._image_backoff(ps, s.name, ref, reason, str(e))
             return False
         await self._event(pod, "Normal", "Started", f"Started container {s.name}", fp)
+        target = self._target(pod, cid)
+        # postStart blocks (kubelet: the container counts as running only once it completed)
+        if (c.get("lifecycle") or {}).get("postStart"):
+            res = await run_post_start(pod=pod, container=c, target=target, runtime=self.runtime,
+                                       clock=self.clock, record_event=self.record_event)
+            if not res.ok:
+                # kubelet: kill it (its preStop runs too); it then restarts per the restart policy
+                await self._event(pod, "Normal", "Killing", "FailedPostStartHook", fp)
+                dl = Deadline(self.clock, self._kill_grace(pod, None))
+                await self._stop_tracked(pod, cid, s.name, dl)
+                policy = (pod.get("spec") or {}).get("restartPolicy") or "Always"
+                if s.kind == "sidecar" or policy != "Never":
+                    # it will be restarted: waiting, with kubelet's reason (its reasonCache)
+                    waiting[s.name] = ("PostStartHookError", res.message)
+                return False
+        if self.probes is not None:
+            self.probes.container_running(uid, s.name, target)
         return True
+
+    async def _cannot_start(self, uid: str, cid: str, message: str) -> None:
+        """Keep the instance as one that exited at once (ContainerCannotRun), without its container."""
+        with contextlib.suppress(ContainerRuntimeError):
+            await self.runtime.remove(cid)
+        with contextlib.suppress(Exception):
+            await self.images.release_rootfs(cid)
+        rec = next((r for r in self.records(uid) if r["id"] == cid), None)
+        if rec is not None:
+            rec = {**rec, "cannot_run": message, "failed_at": self.clock.now().isoformat()}
+            self._write_record(uid, rec)
 
     async def _abandon(self, uid: str, cid: str) -> None:
         with contextlib.suppress(ContainerRuntimeError):
@@ -658,43 +812,135 @@ class PodExecutor:
                         os.unlink(rec[key])
         self._drop_record(uid, cid)
 
-    async def _stop(self, uid: str, cid: str, grace: int) -> None:
+    def _kill_grace(self, pod: Obj, override: int | None) -> int:
+        """kubelet's setTerminationGracePeriod: the deletion's, else the probe's, else the pod's."""
+        md, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        if md.get("deletionGracePeriodSeconds") is not None:
+            return max(0, int(md["deletionGracePeriodSeconds"]))
+        if override is not None:
+            return max(0, int(override))
+        g = spec.get("terminationGracePeriodSeconds")
+        return 30 if g is None else max(0, int(g))
+
+    def shorten_grace(self, uid: str, grace: int) -> None:
+        """A later delete asked for less time (0: the pod is gone from the API): stops in progress
+        end earlier (SIGKILL at the new deadline)."""
+        for dl in list(self._deadlines.get(uid, ())):
+            dl.shorten(grace)
+
+    async def _stop_tracked(self, pod: Obj, cid: str, name: str, dl: Deadline) -> None:
+        uid = pod["metadata"]["uid"]
+        self._deadlines.setdefault(uid, set()).add(dl)
+        try:
+            await self._stop_container(pod, cid, name, dl)
+        finally:
+            dls = self._deadlines.get(uid)
+            if dls is not None:
+                dls.discard(dl)
+                if not dls:
+                    self._deadlines.pop(uid, None)
+
+    async def _until(self, dl: Deadline, aw: Any) -> bool:
+        """Await ``aw`` until it ends or the deadline passes; True if it ended. A shortened deadline
+        is noticed at once. What has not ended is cancelled."""
+        task = asyncio.ensure_future(aw)
+        try:
+            while not task.done():
+                left = dl.at - self.clock.monotonic()
+                if left <= 0:
+                    break
+                dl.changed.clear()
+                waiter = asyncio.ensure_future(dl.changed.wait())
+                timer = asyncio.ensure_future(self.clock.sleep(left))
+                try:
+                    await asyncio.wait([task, waiter, timer], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                    timer.cancel()
+            return task.done()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _stop_container(self, pod: Obj, cid: str, name: str, dl: Deadline) -> None:
+        """kubelet's killContainer: preStop, then the stop signal, then SIGKILL at the deadline."""
+        uid = pod["metadata"]["uid"]
         rec = next((r for r in self.records(uid) if r["id"] == cid), {})
-        with contextlib.suppress(ContainerNotFound):
-            await self.runtime.stop(cid, float(grace), parse_signal(rec.get("stop_signal")))
+        try:
+            st = await self.runtime.state(cid)
+        except ContainerNotFound:
+            return
+        if st.status not in (ContainerStatus.RUNNING, ContainerStatus.CREATED):
+            return
+        c = _container_spec(pod, name) or {}
+        if st.status == ContainerStatus.RUNNING and (c.get("lifecycle") or {}).get("preStop") \
+                and not dl.forced and dl.left() > 0:
+            await self._until(dl, run_pre_stop(
+                pod=pod, container=c, target=self._target(pod, cid), runtime=self.runtime, clock=self.clock,
+                deadline=dl.at, record_event=self.record_event))
+        left = max(0.0, dl.left())
+        if not dl.forced:
+            left = max(left, float(MIN_GRACE_AFTER_HOOK))  # always a minimal window for the signal
+        kill_at = self.clock.monotonic() + left
+        base = dl.at
+        stop = asyncio.ensure_future(self.runtime.stop(cid, left, parse_signal(rec.get("stop_signal"))))
+        try:
+            # The runtime SIGKILLs at its own timeout; this loop covers a deadline shortened meanwhile.
+            while not stop.done():
+                dl.changed.clear()
+                end = kill_at if dl.at >= base else min(kill_at, dl.at)
+                wait = end - self.clock.monotonic()
+                if wait <= 0:
+                    with contextlib.suppress(ContainerRuntimeError):
+                        await self.runtime.kill(cid, _signal.SIGKILL)
+                    break
+                waiter = asyncio.ensure_future(dl.changed.wait())
+                timer = asyncio.ensure_future(self.clock.sleep(wait))
+                try:
+                    await asyncio.wait([stop, waiter, timer], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                    timer.cancel()
+            await stop
+        except ContainerNotFound:
+            pass
+        except ContainerRuntimeError as e:
+            log.warning("stopping container %s: %s", cid, e)
+        finally:
+            if not stop.done():
+                stop.cancel()
 
     async def _kill(self, pod: Obj, act: Actions) -> None:
         if not act.kill:
             return
-        uid = pod["metadata"]["uid"]
-        grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
-        grace = 30 if grace is None else int(grace)
         for k in act.kill:
-            await self._event(pod, "Normal", "Killing", f"Stopping container {k.name}",
+            await self._event(pod, "Normal", "Killing", k.message or f"Stopping container {k.name}",
                               _field_path(pod, k.name))
-        await asyncio.gather(*(self._stop(uid, k.id, grace) for k in act.kill))
+        await asyncio.gather(*(self._stop_tracked(pod, k.id, k.name,
+                                                  Deadline(self.clock, self._kill_grace(pod, k.grace)))
+                               for k in act.kill))
 
     # ---- termination -------------------------------------------------------------------------
 
     async def terminate_pod(self, pod: Obj, grace: int) -> None:
-        """Stop every container: app (and regular init) containers together with ``grace``, then the
-        sidecars in reverse order with what is left of it."""
-        uid = pod["metadata"]["uid"]
+        """Stop every container: app (and regular init) containers together, then the sidecars in
+        reverse order, all within one ``grace`` counted from now (a later shorter delete shortens it)."""
+        if self.probes is not None:
+            self.probes.pod_terminating(pod["metadata"]["uid"])
         obs = await self.observe(pod)
         alive = [r for r in obs.containers if r.state in ("running", "created")]
         inits = [c for c in (pod.get("spec") or {}).get("initContainers") or [] if is_sidecar(c)]
         sidecar_names = [c["name"] for c in inits]
         first = [r for r in alive if r.name not in sidecar_names]
-        start = self.clock.monotonic()
+        dl = Deadline(self.clock, grace)
         for r in alive:
             await self._event(pod, "Normal", "Killing", f"Stopping container {r.name}",
                               _field_path(pod, r.name))
-        await asyncio.gather(*(self._stop(uid, r.id, grace) for r in first))
+        await asyncio.gather(*(self._stop_tracked(pod, r.id, r.name, dl) for r in first))
         for name in reversed(sidecar_names):
-            left = max(0, int(grace - (self.clock.monotonic() - start)))
-            for r in alive:
-                if r.name == name:
-                    await self._stop(uid, r.id, left)
+            await asyncio.gather(*(self._stop_tracked(pod, r.id, r.name, dl) for r in alive if r.name == name))
         self._set_status(pod, await self.observe(pod), {}, terminal=True)
 
     async def cleanup_pod(self, pod: Obj, removed: bool) -> bool:
@@ -704,10 +950,9 @@ class PodExecutor:
         full = removed or bool((pod.get("metadata") or {}).get("deletionTimestamp"))
         # stop anything still running (a container started while termination was decided)
         for r in self.records(uid):
-            with contextlib.suppress(ContainerNotFound):
-                st = await self.runtime.state(r["id"])
-                if st.status in (ContainerStatus.RUNNING, ContainerStatus.CREATED):
-                    await self._stop(uid, r["id"], 0)
+            await self._stop_tracked(pod, r["id"], r["name"], Deadline(self.clock, 0))
+        if self.probes is not None:
+            await self.probes.remove_pod(uid)
         obs = await self.observe(pod)
         await self._teardown_sandbox(pod)
         pod_dir = self.pod_dir(uid)
@@ -731,6 +976,8 @@ class PodExecutor:
 
     async def remove_orphan(self, uid: str) -> None:
         """Remove whatever this node holds of pod ``uid`` (no API object any more)."""
+        if self.probes is not None:
+            await self.probes.remove_pod(uid)
         for r in self.records(uid):
             with contextlib.suppress(ContainerRuntimeError):
                 await self.runtime.remove(r["id"])
@@ -747,6 +994,15 @@ class PodExecutor:
 
     def prepared_volumes(self, pod: Obj) -> dict[str, Any]:
         return discover_volumes(pod, self.pod_dir(pod["metadata"]["uid"]))
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _container_spec(pod: Obj, name: str) -> Obj | None:

@@ -135,7 +135,7 @@ async def wait_for(
 
 
 def cstatus(pod: dict[str, Any], name: str = "c") -> dict[str, Any]:
-    return next(s for s in pod.get("status", {}).get("containerStatuses", []) if s["name"] == name)
+    return next((s for s in pod.get("status", {}).get("containerStatuses", []) if s["name"] == name), {})
 
 
 def conditions(pod: dict[str, Any]) -> dict[str, str]:
@@ -249,7 +249,7 @@ async def test_graceful_delete_then_final_delete(agent: Agent, parts: Parts, cli
     assert parts.sandboxes.get(uid) is None
     assert not (parts.data / "pods" / uid).exists()
     stops = [c for c in parts.runtime.called("stop") if c.args[0].startswith(uid)]
-    assert stops and stops[0].args[1] == 5.0  # the pod's grace period
+    assert stops and stops[0].args[1] == pytest.approx(5.0, abs=0.5)  # the pod's grace period, counted from the start
 
 
 async def test_restart_readopts_without_restarting(parts: Parts, client: ApiClient) -> None:
@@ -342,3 +342,146 @@ async def test_image_update_restarts_container(agent: Agent, parts: Parts, clien
     pod = await wait_for(client, "upd", lambda p: cstatus(p)["containerID"] != old and running(p))
     assert cstatus(pod)["restartCount"] == 1
     assert cstatus(pod)["image"] == "busybox:1.37"
+
+
+async def test_failed_init_container_backs_off(agent: Agent, parts: Parts, client: ApiClient) -> None:
+    p = pod_obj("initcrash")
+    p["spec"]["initContainers"] = [{"name": "init", "image": "busybox:1.36", "command": ["false"]}]
+    await client.create(PODS, p, "default")
+    await bind(client, "initcrash")
+
+    def init_status(p: dict[str, Any]) -> dict[str, Any]:
+        return (p.get("status", {}).get("initContainerStatuses") or [{}])[0]
+
+    for attempt in (0, 1):
+        pod = await wait_for(client, "initcrash", lambda p, a=attempt: init_status(p).get("restartCount") == a
+                             and "running" in init_status(p).get("state", {}))
+        parts.runtime.exit(init_status(pod)["containerID"].split("://", 1)[1], 1)
+    pod = await wait_for(client, "initcrash", lambda p: "waiting" in init_status(p).get("state", {}))
+    st = init_status(pod)
+    assert st["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    assert st["restartCount"] == 1
+    await asyncio.sleep(1.0)
+    assert init_status(await client.get(PODS, "initcrash", "default"))["restartCount"] == 1
+
+
+EVENTS = resource("", "v1", "events")
+
+
+async def event_messages(client: ApiClient, name: str, reason: str) -> list[str]:
+    got = await client.list(EVENTS, "default")
+    return [e["message"] for e in got["items"]
+            if e["involvedObject"]["name"] == name and e["reason"] == reason]
+
+
+async def create_bound(client: ApiClient, p: dict[str, Any]) -> str:
+    created = await client.create(PODS, p, "default")
+    await bind(client, p["metadata"]["name"])
+    return created["metadata"]["uid"]
+
+
+def exec_probe(**kw: Any) -> dict[str, Any]:
+    return {"exec": {"command": ["check"]}, "periodSeconds": 1, "failureThreshold": 1, **kw}
+
+
+async def test_readiness_probe_gates_ready(agent: Agent, parts: Parts, client: ApiClient) -> None:
+    p = pod_obj("ready", containers=[{"name": "c", "image": "busybox:1.36", "readinessProbe": exec_probe()}])
+    uid = (await client.create(PODS, p, "default"))["metadata"]["uid"]
+    parts.runtime.exec_results[f"{uid}-c-0"] = (1, b"not yet", b"")
+    await bind(client, "ready")
+    pod = await wait_for(client, "ready", lambda p: p.get("status", {}).get("phase") == "Running")
+    await asyncio.sleep(1.5)
+    pod = await client.get(PODS, "ready", "default")
+    assert conditions(pod)["Ready"] == "False" and conditions(pod)["ContainersReady"] == "False"
+    assert cstatus(pod)["ready"] is False and cstatus(pod)["started"] is True
+    assert any("Readiness probe failed: not yet" in m for m in await event_messages(client, "ready", "Unhealthy"))
+    parts.runtime.exec_results[f"{uid}-c-0"] = (0, b"", b"")
+    pod = await wait_for(client, "ready", running, timeout=5)
+    assert cstatus(pod)["ready"] is True and cstatus(pod)["restartCount"] == 0
+
+
+async def test_liveness_failure_restarts_the_container(agent: Agent, parts: Parts, client: ApiClient) -> None:
+    p = pod_obj("live", containers=[{"name": "c", "image": "busybox:1.36",
+                                     "livenessProbe": exec_probe(terminationGracePeriodSeconds=3)}])
+    uid = (await client.create(PODS, p, "default"))["metadata"]["uid"]
+    parts.runtime.exec_results[f"{uid}-c-0"] = (1, b"", b"dead")
+    await bind(client, "live")
+    pod = await wait_for(client, "live", lambda p: cstatus(p).get("restartCount") == 1 and running(p),
+                         timeout=10)
+    assert cstatus(pod)["lastState"]["terminated"]["exitCode"] == 143
+    assert "Container c failed liveness probe, will be restarted" in await event_messages(client, "live", "Killing")
+    stop = next(c for c in parts.runtime.called("stop") if c.args[0] == f"{uid}-c-0")
+    assert stop.args[1] == pytest.approx(3.0, abs=0.5)  # the probe's terminationGracePeriodSeconds
+    await asyncio.sleep(1.5)  # the new instance passes (no exec result configured): no more restarts
+    assert cstatus(await client.get(PODS, "live", "default"))["restartCount"] == 1
+
+
+async def test_startup_probe_holds_liveness_and_readiness(agent: Agent, parts: Parts, client: ApiClient) -> None:
+    c = {"name": "c", "image": "busybox:1.36", "startupProbe": exec_probe(failureThreshold=30),
+         "livenessProbe": {"exec": {"command": ["alive"]}, "periodSeconds": 1, "failureThreshold": 1}}
+    uid = (await client.create(PODS, pod_obj("startup", containers=[c]), "default"))["metadata"]["uid"]
+    parts.runtime.exec_results[f"{uid}-c-0"] = (1, b"", b"")  # every probe fails, liveness too
+    await bind(client, "startup")
+    pod = await wait_for(client, "startup", lambda p: p.get("status", {}).get("phase") == "Running")
+    await asyncio.sleep(2.5)
+    pod = await client.get(PODS, "startup", "default")
+    assert cstatus(pod)["started"] is False and cstatus(pod)["ready"] is False
+    assert cstatus(pod)["restartCount"] == 0
+    liveness_runs = [x for x in parts.runtime.called("exec") if x.args[1] == ("alive",)]
+    assert liveness_runs == []
+
+
+async def test_post_start_failure_kills_the_container(agent: Agent, parts: Parts, client: ApiClient) -> None:
+    c = {"name": "c", "image": "busybox:1.36", "lifecycle": {"postStart": {"exec": {"command": ["hook"]}}}}
+    uid = (await client.create(PODS, pod_obj("post", restart="Never", containers=[c]), "default"))["metadata"]["uid"]
+    parts.runtime.exec_results[f"{uid}-c-0"] = (7, b"", b"bad hook")
+    await bind(client, "post")
+    pod = await wait_for(client, "post", lambda p: p.get("status", {}).get("phase") == "Failed")
+    assert cstatus(pod)["state"]["terminated"]["exitCode"] == 143
+    msgs = await event_messages(client, "post", "FailedPostStartHook")
+    assert msgs and "exited with 7: bad hook" in msgs[0]
+    assert "FailedPostStartHook" in await event_messages(client, "post", "Killing")
+
+
+async def test_missing_executable_is_container_cannot_run(agent: Agent, parts: Parts, client: ApiClient) -> None:
+    from peapod.node.runtime.types import ContainerRuntimeError
+
+    parts.runtime.fail("create", ContainerRuntimeError(
+        'create x: runc create failed: unable to start container process: exec: "/nope": '
+        "stat /nope: no such file or directory"))
+    await create_bound(client, pod_obj("cantrun", restart="Never"))
+    pod = await wait_for(client, "cantrun", lambda p: p.get("status", {}).get("phase") == "Failed")
+    t = cstatus(pod)["state"]["terminated"]
+    assert (t["reason"], t["exitCode"]) == ("ContainerCannotRun", 128)
+    assert "/nope" in t["message"]
+
+
+async def test_cannot_run_restarts_with_backoff(agent: Agent, parts: Parts, client: ApiClient) -> None:
+    from peapod.node.runtime.types import ContainerRuntimeError
+
+    parts.runtime.fail("create", ContainerRuntimeError("unable to start container process: exec: no"), times=5)
+    await create_bound(client, pod_obj("cantrun2"))
+    pod = await wait_for(client, "cantrun2", lambda p: "waiting" in cstatus(p).get("state", {})
+                         and cstatus(p)["state"]["waiting"]["reason"] == "CrashLoopBackOff")
+    assert cstatus(pod)["restartCount"] == 1
+    assert cstatus(pod)["lastState"]["terminated"]["reason"] == "ContainerCannotRun"
+
+
+async def test_active_deadline_fails_the_pod(agent: Agent, parts: Parts, client: ApiClient) -> None:
+    await create_bound(client, pod_obj("deadline", activeDeadlineSeconds=1))
+    pod = await wait_for(client, "deadline", lambda p: p.get("status", {}).get("phase") == "Failed", timeout=10)
+    assert pod["status"]["reason"] == "DeadlineExceeded"
+    pod = await wait_for(client, "deadline", lambda p: "terminated" in cstatus(p).get("state", {}))
+    assert cstatus(pod)["state"]["terminated"]["exitCode"] == 143
+    assert await event_messages(client, "deadline", "DeadlineExceeded")
+
+
+async def test_sidecar_stopped_after_app_containers(agent: Agent, parts: Parts, client: ApiClient) -> None:
+    p = pod_obj("sc")
+    p["spec"]["initContainers"] = [{"name": "side", "image": "busybox:1.36", "restartPolicy": "Always"}]
+    uid = await create_bound(client, p)
+    await wait_for(client, "sc", running)
+    await client.delete(PODS, "sc", "default")
+    await wait_for(client, "sc", lambda p: p == {})
+    stops = [c.args[0] for c in parts.runtime.called("stop") if c.args[0].startswith(uid)]
+    assert stops == [f"{uid}-c-0", f"{uid}-side-0"]

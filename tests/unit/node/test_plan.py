@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from peapod.node.plan import (
+    DEADLINE_MESSAGE,
     ContainerRecord,
     Observed,
+    RestartWanted,
     StartContainer,
     backoff_delay,
     container_hash,
@@ -174,11 +177,11 @@ def kills(a: Any) -> list[str]:
             False,
         ),
         (
-            "deletion kills everything",
+            "deletion: terminal, the termination step stops everything",
             pod([C, D], deleting=True),
             obs(rec(), rec("d")),
             [],
-            ["u1-c-0", "u1-d-0"],
+            [],
             True,
             False,
         ),
@@ -303,11 +306,11 @@ def kills(a: Any) -> list[str]:
             False,
         ),
         (
-            "sidecar stopped when a Never pod completes",
+            "a Never pod completes: terminal (termination stops the sidecar)",
             pod(inits=[SIDECAR], policy="Never"),
             obs(rec("side"), rec("c", state="exited", exit_code=0)),
             [],
-            ["u1-side-0"],
+            [],
             True,
             False,
         ),
@@ -347,3 +350,79 @@ def test_garbage_keeps_two_newest() -> None:
     a = plan(pod(), obs(*recs), NOW)
     assert sorted(a.remove) == ["u1-c-0", "u1-c-1"]
     assert a.start == [StartContainer("c", "app", 4, 4)]
+
+
+LIVENESS = RestartWanted("Container c failed liveness probe, will be restarted",
+                         "Container c failed liveness probe, will not be restarted", None)
+
+
+def with_restart(o: Observed, cid: str, want: RestartWanted = LIVENESS) -> Observed:
+    return Observed(o.sandbox_ready, o.sandbox_exists, o.containers, {cid: want})
+
+
+def test_liveness_failure_kills_and_restarts_at_once() -> None:
+    a = plan(pod(), with_restart(obs(rec()), "u1-c-0"), NOW)
+    assert [(k.id, k.message, k.grace) for k in a.kill] == \
+        [("u1-c-0", "Container c failed liveness probe, will be restarted", None)]
+    assert starts(a) == [("c", 1, 1)]  # the first restart has no back-off
+    assert not a.terminal
+
+
+def test_liveness_failure_again_backs_off() -> None:
+    a = plan(pod(), with_restart(obs(rec(attempt=1, backoff=1)), "u1-c-1"), NOW)
+    assert kills(a) == ["u1-c-1"]
+    assert a.start == []
+    assert a.waiting["c"][0] == "CrashLoopBackOff"
+    assert a.requeue_after == pytest.approx(10.0)
+
+
+def test_probe_kill_uses_probe_grace_and_never_policy_message() -> None:
+    want = RestartWanted("Container c failed startup probe, will be restarted",
+                         "Container c failed startup probe, will not be restarted", 7)
+    a = plan(pod(policy="Never"), with_restart(obs(rec()), "u1-c-0", want), NOW)
+    assert [(k.message, k.grace) for k in a.kill] == [("Container c failed startup probe, will not be restarted", 7)]
+    assert a.start == []
+    assert a.terminal  # the only container will not run again
+
+
+def test_restart_request_for_an_old_instance_is_ignored() -> None:
+    a = plan(pod(), with_restart(obs(rec(attempt=0, state="exited", exit_code=1), rec(attempt=1)), "u1-c-0"), NOW)
+    assert a.kill == [] and a.start == []
+
+
+def test_sidecar_liveness_failure_restarts_even_in_a_never_pod() -> None:
+    a = plan(pod(inits=[SIDECAR], policy="Never"), with_restart(obs(rec("side"), rec("c")), "u1-side-0"), NOW)
+    assert [k.message for k in a.kill] == ["Container c failed liveness probe, will be restarted"]
+    assert starts(a) == [("side", 1, 1)]
+
+
+def test_sidecar_waits_for_its_startup_probe() -> None:
+    starting = dataclasses.replace(rec("side"), started=False)
+    a = plan(pod(inits=[SIDECAR, INIT1]), obs(starting), NOW)
+    assert a.start == [] and not a.terminal
+    a = plan(pod(inits=[SIDECAR, INIT1]), obs(dataclasses.replace(rec("side"), started=True)), NOW)
+    assert starts(a) == [("i1", 0, 0)]
+    # the last sidecar holds the app containers back too
+    a = plan(pod(inits=[SIDECAR]), obs(starting), NOW)
+    assert a.start == []
+    # once the app containers ran, a restarted sidecar no longer blocks anything
+    a = plan(pod(inits=[SIDECAR], policy="Always"), obs(starting, rec("c", state="exited", exit_code=1)), NOW)
+    assert starts(a) == [("c", 1, 1)]
+
+
+def deadline_pod(seconds: int, started_ago: float) -> dict[str, Any]:
+    p = pod()
+    p["spec"]["activeDeadlineSeconds"] = seconds
+    p["status"] = {"startTime": (NOW - timedelta(seconds=started_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return p
+
+
+def test_active_deadline() -> None:
+    a = plan(deadline_pod(30, 10), obs(rec()), NOW)
+    assert not a.terminal and a.requeue_after == pytest.approx(20.0)
+    a = plan(deadline_pod(30, 31), obs(rec()), NOW)
+    assert a.terminal and a.failed == ("DeadlineExceeded", DEADLINE_MESSAGE)
+    assert a.kill == [] and a.start == []  # the termination step stops the containers
+    p = deadline_pod(30, 0)
+    del p["status"]
+    assert not plan(p, obs(ready=False), NOW).terminal  # not started yet

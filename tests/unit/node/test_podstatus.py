@@ -178,3 +178,63 @@ def test_completed_reason() -> None:
 def test_pod_phase_unknown_container_is_pending() -> None:
     p = pod(names=("a", "b"))
     assert pod_phase(p, {}, {"a": {"state": {"running": {}}}}, terminal=False) == "Pending"
+
+
+def probed(p: dict[str, Any], *recs: ContainerRecord, readiness: dict[str, bool] | None = None,
+           started: dict[str, bool] | None = None, failed: tuple[str, str] | None = None) -> dict[str, Any]:
+    return compute_status(p, StatusInputs(Observed(True, True, recs), readiness=readiness or {},
+                                          started=started or {}, failed=failed), NOW)
+
+
+def test_readiness_probe_drives_ready() -> None:
+    s = probed(pod(), rec(), readiness={"c": False})
+    cs = s["containerStatuses"][0]
+    assert cs["ready"] is False and cs["started"] is True
+    conds = {c["type"]: c for c in s["conditions"]}
+    assert conds["Ready"]["status"] == conds["ContainersReady"]["status"] == "False"
+    assert conds["Ready"]["reason"] == "ContainersNotReady"
+    assert conds["Ready"]["message"] == "containers with unready status: [c]"
+    assert s["phase"] == "Running"
+    s = probed(pod(), rec(), readiness={"c": True})
+    assert s["containerStatuses"][0]["ready"] is True
+    assert {c["type"]: c["status"] for c in s["conditions"]}["Ready"] == "True"
+
+
+def test_startup_probe_gates_started_and_ready() -> None:
+    s = probed(pod(), rec(), started={"c": False})
+    cs = s["containerStatuses"][0]
+    assert cs["started"] is False and cs["ready"] is False
+    s = probed(pod(), rec(), started={"c": True}, readiness={"c": False})
+    cs = s["containerStatuses"][0]
+    assert cs["started"] is True and cs["ready"] is False
+
+
+def test_sidecar_not_started_keeps_pod_initializing() -> None:
+    inits = [{"name": "s", "image": "busybox", "restartPolicy": "Always"}]
+    s = probed(pod(inits=inits), rec("s"), started={"s": False})
+    side = s["initContainerStatuses"][0]
+    assert side["started"] is False and side["ready"] is False
+    assert s["phase"] == "Pending"
+    conds = {c["type"]: c for c in s["conditions"]}
+    assert conds["Initialized"]["status"] == "False"
+    assert conds["Initialized"]["message"] == "containers with incomplete status: [s]"
+
+
+def test_completed_init_container_is_ready_failed_is_not() -> None:
+    inits = [{"name": "i", "image": "busybox"}]
+    s = probed(pod(inits=inits), rec("i", state="exited", code=0), rec("c"))
+    init = s["initContainerStatuses"][0]
+    assert init["ready"] is True and init["started"] is False
+    s = probed(pod("Never", inits=inits), rec("i", state="exited", code=3))
+    assert s["initContainerStatuses"][0]["ready"] is False
+    # a running regular init container is started but not ready
+    s = probed(pod(inits=inits), rec("i"))
+    assert s["initContainerStatuses"][0]["started"] is True and s["initContainerStatuses"][0]["ready"] is False
+
+
+def test_agent_failure_sets_reason_and_sticks() -> None:
+    why = ("DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+    s = probed(pod(), rec(), failed=why)
+    assert (s["phase"], s["reason"], s["message"]) == ("Failed", *why)
+    later = probed(pod(status=s), rec(state="exited", code=143))
+    assert (later["phase"], later["reason"], later["message"]) == ("Failed", *why)
