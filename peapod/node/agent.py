@@ -240,6 +240,9 @@ class Agent:
             if remove_bridge is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(remove_bridge)
+            if self.config.cgroups is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.config.cgroups.remove_parent_if_empty)
         if self.status is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.status.flush(), 5)

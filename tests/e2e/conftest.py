@@ -49,3 +49,25 @@ def write(tmp: Path, name: str, text: str) -> Path:
     p = tmp / name
     p.write_text(text)
     return p
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the whole end-to-end session: no mount, conmon, test bridge or peapod cgroup of this
+    session is left on the machine (leftovers are bugs of peapod's cleanup or of a test)."""
+    import subprocess
+
+    base = str(tmp_path_factory.getbasetemp())
+    bridges_before = _test_bridges()
+    yield
+    mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines() if base in ln]
+    conmons = subprocess.run(["pgrep", "-f", f"conmon.*{base}"], capture_output=True, text=True).stdout.split()
+    bridges = sorted(_test_bridges() - bridges_before)
+    assert (mounts, conmons, bridges) == ([], [], []), "left behind by the end-to-end tests"
+
+
+def _test_bridges() -> set[str]:
+    import subprocess
+
+    out = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout
+    return {ln.split(":")[1].strip() for ln in out.splitlines() if ln.split(":")[1].strip().startswith("ppt")}

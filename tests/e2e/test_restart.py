@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from peapod.node.agent import cgroup_parent_for
 from peapod.testing.cluster import PeapodCluster, peapod_executable
 from peapod.testing.images import busybox_image, push_image
 from peapod.testing.registry import LoopbackRegistry
@@ -39,7 +40,9 @@ def leftovers(data_dir: Path) -> dict[str, int]:
     runc = subprocess.run(["runc", "--root", str(root), "list", "-q"], capture_output=True, text=True).stdout.split()
     mounts = [ln for ln in Path("/proc/mounts").read_text().splitlines() if str(data_dir) in ln]
     conmons = subprocess.run(["pgrep", "-f", f"conmon.*{data_dir}"], capture_output=True, text=True).stdout.split()
-    return {"runc": len(runc), "mounts": len(mounts), "conmon": len(conmons)}
+    parent = cgroup_parent_for(data_dir / "node")
+    cgroups = [d for d in Path("/sys/fs/cgroup").glob(f"*/**/{parent}") if d.is_dir()]
+    return {"runc": len(runc), "mounts": len(mounts), "conmon": len(conmons), "cgroups": len(cgroups)}
 
 
 def start_sleeper(cluster: PeapodCluster, image: str, tmp_path: Path) -> dict:
@@ -68,7 +71,7 @@ def test_kill_9_then_restart_readopts_running_pods(image: str, tmp_path: Path) -
         assert cluster.kubectl("logs", "sleeper", check=True).stdout == "up\n"
     finally:
         cluster.stop()
-    assert leftovers(cluster.data_dir) == {"runc": 0, "mounts": 0, "conmon": 0}
+    assert leftovers(cluster.data_dir) == {"runc": 0, "mounts": 0, "conmon": 0, "cgroups": 0}
 
 
 def test_peapod_down_after_a_crash_removes_everything(image: str, tmp_path: Path) -> None:
@@ -82,6 +85,6 @@ def test_peapod_down_after_a_crash_removes_everything(image: str, tmp_path: Path
     r = subprocess.run([*peapod_executable(), "down", "--data-dir", str(cluster.data_dir)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert leftovers(cluster.data_dir) == {"runc": 0, "mounts": 0, "conmon": 0}
+    assert leftovers(cluster.data_dir) == {"runc": 0, "mounts": 0, "conmon": 0, "cgroups": 0}
     bridges = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout
     assert cluster.bridge not in bridges
