@@ -23,6 +23,10 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--advertise-address", default=None, help="address put in kubeconfig/certificates")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--pod-security", default="baseline", choices=["privileged", "baseline", "restricted"],
+        help="Pod Security level enforced in namespaces without a pod-security.kubernetes.io/enforce label",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +50,32 @@ def build_parser() -> argparse.ArgumentParser:
     kc = sub.add_parser("kubeconfig", help="print the admin kubeconfig of a data dir")
     kc.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     sub.add_parser("version", help="print the version")
+    _add_images_parser(sub)
     return parser
+
+
+def _add_images_parser(sub: argparse._SubParsersAction) -> None:
+    """``peapod images {ls,pull,load,rm,prune}``: through the running agent's socket, else directly."""
+    images = sub.add_parser("images", help="list, pull, load and remove the node's images")
+    images.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state directory")
+    verbs = images.add_subparsers(dest="images_command", required=True, metavar="{ls,pull,load,rm,prune}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="state directory")
+    ls = verbs.add_parser("ls", aliases=["list"], parents=[common], help="list images")
+    ls.add_argument("-q", "--quiet", action="store_true", help="only image ids")
+    ls.add_argument("--no-trunc", action="store_true", help="full image ids")
+    ls.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    pull = verbs.add_parser("pull", parents=[common], help="pull an image from a registry")
+    pull.add_argument("ref", metavar="IMAGE")
+    pull.add_argument("--creds", metavar="USER[:PASSWORD]", help="registry credentials (asks for the password)")
+    pull.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                      help="registry reachable over plain HTTP (loopback ones always are); repeatable")
+    load = verbs.add_parser("load", parents=[common], help="import a docker-archive tar or an OCI layout")
+    load.add_argument("path", metavar="FILE|DIR")
+    load.add_argument("--name", default=None, help="name for images the archive does not name")
+    rm = verbs.add_parser("rm", aliases=["rmi"], parents=[common], help="untag or remove images")
+    rm.add_argument("refs", nargs="+", metavar="IMAGE")
+    verbs.add_parser("prune", parents=[common], help="remove every image no container uses")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             from peapod.cli.down import run_down
 
             return run_down(args)
+        if args.command == "images":
+            from peapod.cli.images import run_images
+
+            return run_images(args)
         if args.command == "kubeconfig":
             path = args.data_dir / "kubeconfig"
             if not path.exists():

@@ -36,7 +36,9 @@ from peapod.client.events import EventRecorder
 from peapod.client.informer import Informer
 from peapod.client.rest import ApiClient
 from peapod.clock import Clock, RealClock
-from peapod.node.images.service import ImageService
+from peapod.node.imageapi import serve_image_api
+from peapod.node.imagegc import run_image_gc
+from peapod.node.images.service import ImageService, OciImageService
 from peapod.node.network.types import PodNetwork
 from peapod.node.nodestatus import NodeFacts, NodeStatusReporter, capacity, gather_facts
 from peapod.node.podworkers import PodWorkers, SyncResult, termination_grace
@@ -146,6 +148,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_states: dict[str, tuple[str, int | None]] = {}
         self._started = False
+        self.image_api: Any = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -188,6 +191,13 @@ class Agent:
         self.workers = PodWorkers(sync=self._sync, terminate=self.executor.terminate_pod,
                                   cleanup=self._cleanup,
                                   clock=self.clock)
+        if isinstance(cfg.images, OciImageService):
+            # `peapod images` talks to this agent through a root-only unix socket (like crictl);
+            # unused images are collected when the image filesystem fills up (kubelet's GC).
+            self.image_api = await serve_image_api(cfg.images, self.data_dir / "images.sock",
+                                                   in_use=self._images_in_use)
+            self._spawn(run_image_gc(cfg.images, in_use=self._images_in_use, clock=self.clock,
+                                     data_dir=self.data_dir / "images"), "image-gc")
         if cfg.serve:
             from peapod.node.server import AgentServer
 
@@ -209,6 +219,15 @@ class Agent:
         self._started = True
         log.info("node agent %s started (port %s)", cfg.node_name, self.port)
 
+    def _images_in_use(self) -> set[str]:
+        """Images of the pods this agent runs (mounted rootfs are protected by the image service)."""
+        refs: set[str] = set()
+        for uid in self.workers.uids() if self.workers else []:
+            spec = (self.workers.pod(uid) or {}).get("spec") or {}
+            for key in ("initContainers", "containers", "ephemeralContainers"):
+                refs.update(c["image"] for c in spec.get(key) or [] if c.get("image"))
+        return refs
+
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
 
@@ -229,6 +248,9 @@ class Agent:
                 t.cancel()
         await asyncio.gather(*(t for t in self._tasks if t.get_name() != "status-manager"),
                              return_exceptions=True)
+        if self.image_api is not None:
+            await self.image_api.close()
+            self.image_api = None
         if self.workers is not None:
             await self.workers.stop()
         if self.probes is not None:

@@ -192,3 +192,25 @@ def test_port_forward_and_follow_logs(
     wait_for(cluster, namespace, "pf", "{.status.phase}", "Running")
     _port_forward(cluster, namespace, "pf", 8080, None)  # newest kubectl: SPDY over WebSocket
     _port_forward(cluster, namespace, "pf", 8080, "1.27")  # oldest: plain SPDY
+
+
+def test_images_cli_talks_to_the_running_agent(
+    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path
+) -> None:
+    from peapod.testing.cluster import peapod_executable
+
+    image = registry.ref("busybox", "1")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "user"},
+           "spec": {"containers": [{"name": "c", "image": image, "command": ["sleep", "3600"]}]}}
+    cluster.kubectl("apply", "-n", namespace, "-f", str(write(tmp_path, "u.json", json.dumps(pod))), check=True)
+    wait_for(cluster, namespace, "user", "{.status.phase}", "Running")
+
+    def images(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*peapod_executable(), "images", *args, "--data-dir", str(cluster.data_dir)],
+                              capture_output=True, text=True, timeout=60)
+
+    ls = images("ls")
+    assert ls.returncode == 0, ls.stderr
+    assert registry.ref("busybox", "1").rsplit(":", 1)[0] in ls.stdout
+    rm = images("rm", image)
+    assert rm.returncode == 1 and "in use" in rm.stderr
