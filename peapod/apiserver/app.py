@@ -50,8 +50,17 @@ def build_app(
     node_scheme: str = "https",
     watch_cache_capacity: int = 1024,
     bookmark_interval: float = 60.0,
+    pod_security_default: str = "baseline",
 ) -> web.Application:
-    """The Kubernetes-compatible API server as an aiohttp Application (not yet started)."""
+    """The Kubernetes-compatible API server as an aiohttp Application (not yet started).
+
+    ``pod_security_default``: the PodSecurity enforce level (privileged|baseline|restricted) of
+    namespaces without a ``pod-security.kubernetes.io/enforce`` label.
+    """
+    if pod_security_default not in ("privileged", "baseline", "restricted"):
+        raise ValueError(
+            f"pod_security_default must be privileged, baseline or restricted, not {pod_security_default!r}"
+        )
     ctx = ApiContext(
         store=store,
         clock=clock,
@@ -62,6 +71,7 @@ def build_app(
         node_scheme=node_scheme,
         watch_cache_capacity=watch_cache_capacity,
         bookmark_interval=bookmark_interval,
+        pod_security_default=pod_security_default,
     )
     app = web.Application(middlewares=[*middlewares, _errors_middleware], client_max_size=MAX_BODY_BYTES)
     app[CTX] = ctx

@@ -30,6 +30,8 @@ class ApiContext:
     default_watch_timeout: float = 1800.0
     caches: Any = None  # WatchCaches, set when the app starts
     node_session: Any = None  # aiohttp.ClientSession for node proxying, set when the app starts
+    # PodSecurity admission: the enforce level of namespaces without a pod-security label (--pod-security).
+    pod_security_default: str = "baseline"
     storage: Storage = field(init=False)
 
     def __post_init__(self) -> None:

@@ -19,7 +19,7 @@ from peapod.api.names import generate_name
 from peapod.api.patch import update_managed_fields
 from peapod.api.resources import ResourceInfo
 from peapod.api.validation import validate_object, validate_update
-from peapod.apiserver import strategy
+from peapod.apiserver import admission, strategy
 from peapod.apiserver.checks import WriteOptions
 from peapod.apiserver.codec import from_storage, to_storage
 from peapod.apiserver.context import ApiContext
@@ -128,6 +128,7 @@ async def create(
     errs = validate_object(info.group, info.version, info.kind, obj)
     if errs:
         raise _validation_error(info, name, errs)
+    await admission.admit(ctx, info, namespace, obj, None, "main", opts)  # validating admission (PodSecurity)
     if not managed_done:
         obj = managed(ctx, info, None, obj, opts.field_manager, operation)
     if opts.dry_run:
@@ -296,6 +297,8 @@ async def _write_update(
         errs = validate_update(info.group, info.version, info.kind, new, old)
     if errs:
         raise _validation_error(info, name, errs)
+    if spec.mode != "raw":
+        await admission.admit(ctx, info, namespace, new, old, spec.mode, opts)  # validating admission (PodSecurity)
     if not spec.managed_done:
         new = managed(
             ctx,

@@ -64,6 +64,7 @@ class ControlPlane:
     port: int
     store_spec: str | None = None
     advertise: str | None = None
+    pod_security: str = "baseline"  # PodSecurity enforce level of unlabelled namespaces
     store: Store | None = None
     tls: TLSFiles | None = None
     admin_token: str = ""
@@ -131,6 +132,7 @@ class ControlPlane:
             middlewares=[auth_middleware(authn), authz_middleware(self.store)],
             server_address=f"{self.host}:{self.port}",
             node_client_ssl=client_ssl(self.tls.ca_cert, kubelet_cert, kubelet_key),
+            pod_security_default=self.pod_security,
         )
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -230,7 +232,7 @@ class LocalNode:
 async def _serve(args: argparse.Namespace, with_agent: bool) -> None:
     cp = ControlPlane(
         data_dir=args.data_dir.resolve(), bind=args.bind, port=args.port, store_spec=args.store,
-        advertise=args.advertise_address,
+        advertise=args.advertise_address, pod_security=getattr(args, "pod_security", "baseline"),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
