@@ -56,6 +56,9 @@ Obj = dict[str, Any]
 UID_LEN = 36  # Kubernetes UIDs are RFC 4122 strings; container ids start with them
 
 
+CONTAINER_LOG_MAX_SIZE = 10 * 1024 * 1024
+
+
 def cgroup_parent_for(data_dir: Path) -> str:
     """A cgroup parent unique to a data dir, so two agents on one machine never share one."""
     return "peapod-" + hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]
@@ -117,7 +120,8 @@ def node_components(data_dir: Path, *, pod_cidr: str | None = None, bridge: str 
     data_dir = Path(data_dir)
     cgroups = CgroupManager(cgroup_parent_for(data_dir))
     return {
-        "runtime": RuncRuntime(data_dir / "runtime"),
+        # conmon caps each container log at 10 MiB (kubelet's containerLogMaxSize default).
+        "runtime": RuncRuntime(data_dir / "runtime", log_size_max=CONTAINER_LOG_MAX_SIZE),
         "sandboxes": SandboxManager(data_dir, cgroups=cgroups),
         "network": CniNetwork(CniConfig(data_dir=str(data_dir / "cni"), bridge=bridge,
                                         subnet=pod_cidr or DEFAULT_POD_CIDR)),
