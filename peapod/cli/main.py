@@ -23,6 +23,8 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--advertise-address", default=None, help="address put in kubeconfig/certificates")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="log lines as text or as JSON objects (one per line)")
     p.add_argument(
         "--pod-security", default="baseline", choices=["privileged", "baseline", "restricted"],
         help="Pod Security level enforced in namespaces without a pod-security.kubernetes.io/enforce label",
@@ -51,7 +53,31 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     sub.add_parser("version", help="print the version")
     _add_images_parser(sub)
+    _add_build_parsers(sub)
     return parser
+
+
+def _add_build_parsers(sub: argparse._SubParsersAction) -> None:
+    """``peapod build`` (a Containerfile into the node's image store) and ``peapod push``."""
+    b = sub.add_parser("build", help="build an image from a Containerfile into the node's image store")
+    b.add_argument("context", metavar="DIR", help="the build context")
+    b.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]", help="name the image")
+    b.add_argument("-f", "--file", default=None, metavar="FILE",
+                   help="the Containerfile (default: DIR/Containerfile or DIR/Dockerfile)")
+    b.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]", help="set a build ARG")
+    b.add_argument("--network", choices=["none", "host"], default="none",
+                   help="network of RUN steps: none (loopback only, the default) or host")
+    b.add_argument("--no-cache", action="store_true", help="run every step again")
+    b.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                   help="registry reachable over plain HTTP for FROM pulls (loopback ones always are)")
+    b.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state directory")
+    p = sub.add_parser("push", help="push an image of the node's store to a registry")
+    p.add_argument("image", metavar="NAME[:TAG]")
+    p.add_argument("dest", nargs="?", default=None, metavar="DEST", help="target reference (default: NAME[:TAG])")
+    p.add_argument("--creds", metavar="USER[:PASSWORD]", help="registry credentials (asks for the password)")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                   help="registry reachable over plain HTTP (loopback ones always are); repeatable")
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state directory")
 
 
 def _add_images_parser(sub: argparse._SubParsersAction) -> None:
@@ -93,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             from peapod.cli.images import run_images
 
             return run_images(args)
+        if args.command in ("build", "push"):
+            from peapod.cli.build import run_build, run_push
+
+            return run_build(args) if args.command == "build" else run_push(args)
         if args.command == "kubeconfig":
             path = args.data_dir / "kubeconfig"
             if not path.exists():
