@@ -263,6 +263,12 @@ def default_node(node: Obj) -> None:
         status["allocatable"] = dict(status["capacity"])
 
 
+def _default_rbac_binding(obj: Obj) -> None:
+    from peapod.api.validation.rbac import default_binding
+
+    default_binding(obj)
+
+
 _DEFAULTERS: dict[tuple[str, str, str], Callable[[Obj], None]] = {
     ("", "v1", "Pod"): default_pod,
     ("", "v1", "Secret"): default_secret,
@@ -270,6 +276,8 @@ _DEFAULTERS: dict[tuple[str, str, str], Callable[[Obj], None]] = {
     ("", "v1", "Node"): default_node,
     ("apps", "v1", "ReplicaSet"): default_replicaset,
     ("apps", "v1", "Deployment"): default_deployment,
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding"): _default_rbac_binding,
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"): _default_rbac_binding,
 }
 
 

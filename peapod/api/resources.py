@@ -108,8 +108,10 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("", "v1", "events", "Event", True, short_names=("ev",)),
     ResourceInfo("", "v1", "configmaps", "ConfigMap", True, short_names=("cm",)),
     ResourceInfo("", "v1", "secrets", "Secret", True),
-    # serviceaccounts/token (TokenRequest) is added with service account tokens (RBAC issue).
-    ResourceInfo("", "v1", "serviceaccounts", "ServiceAccount", True, short_names=("sa",)),
+    ResourceInfo(
+        "", "v1", "serviceaccounts", "ServiceAccount", True, short_names=("sa",),
+        subresources=(Subresource("token", "TokenRequest", ("create",), "authentication.k8s.io", "v1"),),
+    ),
     ResourceInfo(
         "apps", "v1", "replicasets", "ReplicaSet", True, short_names=("rs",), categories=("all",),
         subresources=(_STATUS("ReplicaSet"), _SCALE), has_status=True,
@@ -127,6 +129,17 @@ RESOURCES: tuple[ResourceInfo, ...] = (
         "authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False,
         verbs=("create",),
     ),
+    ResourceInfo(
+        "authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False,
+        verbs=("create",),
+    ),
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    # Read-only, computed from the node agents' stats (peapod/apiserver/metricsapi.py), never stored.
+    ResourceInfo("metrics.k8s.io", "v1beta1", "nodes", "NodeMetrics", False, verbs=("get", "list")),
+    ResourceInfo("metrics.k8s.io", "v1beta1", "pods", "PodMetrics", True, verbs=("get", "list")),
 )
 
 # Preferred group order for discovery (core first, like kube-apiserver).

@@ -16,6 +16,7 @@ from peapod.apiserver import discovery, openapi
 from peapod.apiserver.context import ApiContext
 from peapod.apiserver.limits import MAX_BODY_BYTES
 from peapod.apiserver.negotiation import JSON, dumps, negotiate_output, status_response
+from peapod.apiserver.prom import ApiServerMetrics
 from peapod.apiserver.routes import dispatch_resource
 from peapod.apiserver.watchcache import WatchCaches
 from peapod.clock import Clock
@@ -51,16 +52,20 @@ def build_app(
     watch_cache_capacity: int = 1024,
     bookmark_interval: float = 60.0,
     pod_security_default: str = "baseline",
+    metrics: ApiServerMetrics | None = None,
 ) -> web.Application:
     """The Kubernetes-compatible API server as an aiohttp Application (not yet started).
 
     ``pod_security_default``: the PodSecurity enforce level (privileged|baseline|restricted) of
-    namespaces without a ``pod-security.kubernetes.io/enforce`` label.
+    namespaces without a ``pod-security.kubernetes.io/enforce`` label. ``metrics``: Prometheus
+    metrics of requests and store operations, served on ``/metrics`` (behind ``middlewares``).
     """
     if pod_security_default not in ("privileged", "baseline", "restricted"):
         raise ValueError(
             f"pod_security_default must be privileged, baseline or restricted, not {pod_security_default!r}"
         )
+    if metrics is not None:
+        store = metrics.instrument_store(store)
     ctx = ApiContext(
         store=store,
         clock=clock,
@@ -73,13 +78,18 @@ def build_app(
         bookmark_interval=bookmark_interval,
         pod_security_default=pod_security_default,
     )
-    app = web.Application(middlewares=[*middlewares, _errors_middleware], client_max_size=MAX_BODY_BYTES)
+    first = [metrics.middleware()] if metrics is not None else []
+    app = web.Application(
+        middlewares=[*first, *middlewares, _errors_middleware], client_max_size=MAX_BODY_BYTES
+    )
     app[CTX] = ctx
     app.on_startup.append(_startup)
     app.on_shutdown.append(_shutdown)
     app.on_cleanup.append(_cleanup)
     r = app.router
     r.add_get("/version", _version)
+    if metrics is not None:
+        r.add_get("/metrics", metrics.handle_metrics)
     for path in ("/livez", "/readyz", "/healthz"):
         r.add_get(path, _ok)
         r.add_get(path + "/{check:.*}", _ok)

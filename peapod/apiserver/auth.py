@@ -12,7 +12,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,13 +98,26 @@ def _unauthorized_response() -> web.Response:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(authn: TokenAuthenticator) -> Callable[[web.Request, Handler], Awaitable[Any]]:
+AsyncTokenAuthenticator = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+def auth_middleware(
+    authn: TokenAuthenticator, *, token_authenticators: Sequence[AsyncTokenAuthenticator] = ()
+) -> Callable[[web.Request, Handler], Awaitable[Any]]:
+    """Authenticate each request: static tokens, then ``token_authenticators`` (service account
+    JWTs), then the client certificate."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         user = None
         header = request.headers.get("Authorization", "")
         if header[:7].lower() == "bearer ":
-            user = authn.authenticate(header[7:].strip())
+            token = header[7:].strip()
+            user = authn.authenticate(token)
+            for extra in token_authenticators:
+                if user is not None:
+                    break
+                user = await extra(token)
             if user is None:
                 # A wrong token is refused even on public paths, as kube-apiserver does.
                 return _unauthorized_response()

@@ -1,11 +1,16 @@
-"""Authorization: who may do what.
+"""Authorization: who may do what, decided in kube-apiserver's order.
 
-- ``system:masters`` may do anything (the admin kubeconfig, the controllers).
-- Nodes (user ``system:node:<name>`` in group ``system:nodes``) get Kubernetes' Node authorizer and
-  NodeRestriction rules: read nodes and pods; write only their own Node (and its status), their own
-  Lease, the status of pods bound to them, deletes of pods bound to them, and events; read the
-  secrets and configmaps that pods bound to them reference.
-- Any other authenticated user is allowed until RBAC lands (issue 9); this is stated in the README.
+1. ``system:masters`` may do anything (the admin kubeconfig, the controllers).
+2. Nodes (user ``system:node:<name>`` in group ``system:nodes``) get Kubernetes' Node authorizer and
+   NodeRestriction rules for resource requests: read nodes and pods; write only their own Node (and
+   its status), their own Lease, the status of pods bound to them, deletes of pods bound to them, and
+   events; read the secrets and configmaps that pods bound to them reference; request tokens of the
+   service accounts their pods run as. What these rules refuse is refused (stricter than kube, where
+   RBAC may still grant it). Non-resource requests of nodes (discovery) go to RBAC.
+3. Everyone else: RBAC (:mod:`peapod.apiserver.rbac`) from roles and bindings in the store.
+
+Anything not allowed gets Kubernetes' 403 Status (``pods is forbidden: User "u" cannot list resource
+"pods" in API group "" in the namespace "ns"``).
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from typing import Any
 
 from aiohttp import web
 
-from peapod.api.errors import forbidden_request
+from peapod.api.errors import ApiError
 from peapod.api.resources import REGISTRY
 from peapod.apiserver.auth import MASTERS
+from peapod.apiserver.rbac import RBACAuthorizer, RBACCache, Request
 from peapod.apiserver.requestinfo import parse_resource_path
 from peapod.store.base import Store
 
@@ -30,12 +36,25 @@ LEASE_NAMESPACE = "kube-node-lease"
 
 @dataclass(frozen=True)
 class Attributes:
+    """A request as authorization sees it; ``path`` is set (and the rest empty) for non-resource URLs."""
+
     verb: str
-    group: str
-    resource: str
+    group: str = ""
+    resource: str = ""
     subresource: str | None = None
     namespace: str | None = None
     name: str | None = None
+    path: str | None = None
+
+    @property
+    def is_resource(self) -> bool:
+        return self.path is None
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
 
 
 def verb_for(method: str, *, has_name: bool, watch: bool) -> str:
@@ -123,18 +142,19 @@ async def authorize_node(node: str, a: Attributes, *, get_pod: PodLookup, node_p
         )
     if a.group == "" and a.resource == "namespaces" and read:
         return True
-    if a.group == "authorization.k8s.io" and a.resource == "selfsubjectaccessreviews":
+    if a.group == "authorization.k8s.io" and a.resource in ("selfsubjectaccessreviews", "selfsubjectrulesreviews"):
         return a.verb == "create"
+    if a.group == "" and a.resource == "serviceaccounts" and a.subresource == "token" and a.name:
+        # TokenRequest for a service account one of its pods runs as; the handler checks that the
+        # token is bound to such a pod (NodeRestriction).
+        return a.verb == "create" and any(
+            p["metadata"].get("namespace") == a.namespace
+            and ((p.get("spec") or {}).get("serviceAccountName") or "default") == a.name
+            for p in await node_pods(node)
+        )
     return False
 
 
-async def authorize(user: dict[str, Any], a: Attributes, *, get_pod: PodLookup, node_pods: NodePods) -> bool:
-    if MASTERS in user.get("groups", ()):
-        return True
-    node = node_name(user)
-    if node is not None:
-        return await authorize_node(node, a, get_pod=get_pod, node_pods=node_pods)
-    return True
 
 
 def store_lookups(store: Store) -> tuple[PodLookup, NodePods]:
@@ -159,23 +179,134 @@ def store_lookups(store: Store) -> tuple[PodLookup, NodePods]:
     return get_pod, node_pods
 
 
-def authz_middleware(store: Store) -> Callable[[web.Request, Any], Awaitable[web.StreamResponse]]:
-    """Refuse requests the authenticated user may not make, with Kubernetes' 403 Status."""
-    get_pod, node_pods = store_lookups(store)
+def _qualified(group: str, resource: str) -> str:
+    return f"{resource}.{group}" if group else resource
+
+
+def forbidden(username: str, a: Attributes, reason: str = "") -> ApiError:
+    """Kubernetes' 403 for a refused request (responsewriters.Forbidden)."""
+    if not a.is_resource:
+        msg = f'User "{username}" cannot {a.verb} path "{a.path}"'
+    else:
+        res = f"{a.resource}/{a.subresource}" if a.subresource else a.resource
+        where = f' in the namespace "{a.namespace}"' if a.namespace else " at the cluster scope"
+        msg = f'User "{username}" cannot {a.verb} resource "{res}" in API group "{a.group}"{where}'
+    if reason:
+        msg += f": {reason}"
+    details: dict[str, Any] = {}
+    if not a.is_resource:
+        return ApiError(403, "Forbidden", f"forbidden: {msg}", details)
+    qualified = _qualified(a.group, a.resource)
+    details["kind"] = a.resource
+    if a.group:
+        details["group"] = a.group
+    if a.name:
+        details["name"] = a.name
+        return ApiError(403, "Forbidden", f'{qualified} "{a.name}" is forbidden: {msg}', details)
+    return ApiError(403, "Forbidden", f"{qualified} is forbidden: {msg}", details)
+
+
+def request_attributes(request: web.Request) -> Attributes:
+    info = parse_resource_path(request.path)
+    if info is None:
+        verb = "get" if request.method in ("GET", "HEAD") else request.method.lower()
+        return Attributes(verb, path=request.path)
+    watch = info.watch_path or request.query.get("watch", "").lower() in ("1", "true")
+    verb = verb_for(request.method, has_name=info.name is not None, watch=watch)
+    return Attributes(verb, info.group, info.resource, info.subresource, info.namespace, info.name)
+
+
+class Authorizer:
+    """The authorization chain: masters, then node rules, then RBAC.
+
+    ``rbac`` None means "no RBAC": every authenticated user who is neither a master nor a node is
+    allowed (the behaviour before RBAC; only for tests that do not care about authorization).
+    """
+
+    def __init__(self, store: Store, *, rbac: bool = True) -> None:
+        self.store = store
+        self.cache: RBACCache | None = RBACCache(store) if rbac else None
+        self.rbac = RBACAuthorizer(self.cache) if self.cache is not None else None
+        self.get_pod, self.node_pods = store_lookups(store)
+
+    async def start(self) -> None:
+        if self.cache is not None:
+            await self.cache.start()
+
+    async def stop(self) -> None:
+        if self.cache is not None:
+            await self.cache.stop()
+
+    async def authorize(self, user: dict[str, Any], a: Attributes) -> Decision:
+        groups = tuple(user.get("groups", ()))
+        if MASTERS in groups:
+            return Decision(True)
+        node = node_name(user)
+        if node is not None and a.is_resource:
+            ok = await authorize_node(node, a, get_pod=self.get_pod, node_pods=self.node_pods)
+            return Decision(ok, "" if ok else f"node '{node}' may not {a.verb} this object")
+        if self.rbac is None:
+            return Decision(True, "peapod: RBAC is off")
+        d = self.rbac.authorize(
+            Request(
+                user=user.get("username", ""),
+                groups=groups,
+                verb=a.verb,
+                group=a.group,
+                resource=a.resource,
+                subresource=a.subresource or "",
+                namespace=a.namespace or "",
+                name=a.name or "",
+                path=a.path,
+            )
+        )
+        return Decision(d.allowed, d.reason)
+
+    def rules_for(
+        self, user: dict[str, Any], namespace: str
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+        """(resourceRules, nonResourceRules, incomplete) for SelfSubjectRulesReview."""
+        groups = tuple(user.get("groups", ()))
+        if self.rbac is None:
+            return [], [], True
+        res, non = self.rbac.rules_for(user.get("username", ""), groups, namespace)
+        # The node rules are not expressible as rules: a node's list is incomplete.
+        return res, non, node_name(user) is not None
+
+
+AUTHORIZER: web.AppKey[Authorizer] = web.AppKey("peapod_authorizer", Authorizer)
+
+
+def install_authorizer(app: web.Application, authorizer: Authorizer) -> None:
+    """Make ``authorizer`` the app's (access reviews ask it) and run its cache with the app."""
+    app[AUTHORIZER] = authorizer
+
+    async def start(_: web.Application) -> None:
+        await authorizer.start()
+
+    async def stop(_: web.Application) -> None:
+        await authorizer.stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+
+
+def authz_middleware(authorizer: Authorizer) -> Callable[[web.Request, Any], Awaitable[web.StreamResponse]]:
+    """Refuse requests the authenticated user may not make, with Kubernetes' 403 Status.
+
+    Requests without a user (the public health/version paths) were let through by authentication.
+    """
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         user = request.get("user")
-        info = parse_resource_path(request.path)
-        if user is None or info is None:
+        if user is None:
             return await handler(request)
-        watch = info.watch_path or request.query.get("watch", "").lower() in ("1", "true")
-        verb = verb_for(request.method, has_name=info.name is not None, watch=watch)
-        attrs = Attributes(verb, info.group, info.resource, info.subresource, info.namespace, info.name)
-        if await authorize(user, attrs, get_pod=get_pod, node_pods=node_pods):
+        attrs = request_attributes(request)
+        decision = await authorizer.authorize(user, attrs)
+        if decision.allowed:
             return await handler(request)
-        err = forbidden_request(user.get("username", ""), verb, info.group, info.resource, info.namespace)
-        body = json.dumps(err.status()).encode()
-        return web.Response(status=403, body=body, content_type="application/json")
+        err = forbidden(user.get("username", ""), attrs)
+        return web.Response(status=403, body=json.dumps(err.status()).encode(), content_type="application/json")
 
     return middleware

@@ -1,4 +1,5 @@
-"""Objects every cluster starts with: the four system namespaces and their default ServiceAccounts."""
+"""Objects every cluster starts with: the four system namespaces and their default ServiceAccounts,
+and the default RBAC roles and bindings (:mod:`peapod.apiserver.rbac_defaults`)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from peapod.api.resources import REGISTRY
 from peapod.apiserver.checks import WriteOptions
 from peapod.apiserver.context import ApiContext
 from peapod.apiserver.namespaces import DEFAULT_NAMESPACES, ensure_default_service_account
+from peapod.apiserver.rbac_defaults import reconcile as reconcile_rbac
 from peapod.clock import Clock
 from peapod.store.base import Store
 
 
 async def bootstrap(store: Store, clock: Clock) -> None:
-    """Create the default namespaces (and their ``default`` ServiceAccount) if missing. Idempotent."""
+    """Create the default namespaces (and their ``default`` ServiceAccount) and the default RBAC
+    roles and bindings if missing. Idempotent."""
     from peapod.apiserver.rest import create
 
     ctx = ApiContext(store=store, clock=clock)
@@ -27,3 +30,4 @@ async def bootstrap(store: Store, clock: Clock) -> None:
                 if e.code != 409:
                     raise
         await ensure_default_service_account(ctx, name)
+    await reconcile_rbac(ctx)

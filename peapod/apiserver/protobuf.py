@@ -318,6 +318,48 @@ MESSAGES: dict[str, dict[int, Field]] = {
         7: ("name", STR, 0),
     },
     "NonResourceAttributes": {1: ("path", STR, 0), 2: ("verb", STR, 0)},
+    "ServiceAccount": {
+        1: ("metadata", "ObjectMeta", 0),
+        2: ("secrets", "ObjectReference", R),
+        3: ("imagePullSecrets", "LocalObjectReference", R),
+        4: ("automountServiceAccountToken", BOOL, P),
+    },
+    "ObjectReference": {
+        1: ("kind", STR, 0),
+        2: ("namespace", STR, 0),
+        3: ("name", STR, 0),
+        4: ("uid", STR, 0),
+        5: ("apiVersion", STR, 0),
+        6: ("resourceVersion", STR, 0),
+        7: ("fieldPath", STR, 0),
+    },
+    "SelfSubjectRulesReview": {
+        1: ("metadata", "ObjectMeta", 0),
+        2: ("spec", "SelfSubjectRulesReviewSpec", 0),
+    },
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", STR, 0)},
+    # rbac.authorization.k8s.io/v1
+    "Role": {1: ("metadata", "ObjectMeta", 0), 2: ("rules", "PolicyRule", R)},
+    "ClusterRole": {
+        1: ("metadata", "ObjectMeta", 0),
+        2: ("rules", "PolicyRule", R),
+        3: ("aggregationRule", "AggregationRule", P),
+    },
+    "AggregationRule": {1: ("clusterRoleSelectors", "LabelSelector", R)},
+    "PolicyRule": {
+        1: ("verbs", STR, R),
+        2: ("apiGroups", STR, R),
+        3: ("resources", STR, R),
+        4: ("resourceNames", STR, R),
+        5: ("nonResourceURLs", STR, R),
+    },
+    "RoleBinding": {
+        1: ("metadata", "ObjectMeta", 0),
+        2: ("subjects", "Subject", R),
+        3: ("roleRef", "RoleRef", 0),
+    },
+    "Subject": {1: ("kind", STR, 0), 2: ("apiGroup", STR, 0), 3: ("name", STR, 0), 4: ("namespace", STR, 0)},
+    "RoleRef": {1: ("apiGroup", STR, 0), 2: ("kind", STR, 0), 3: ("name", STR, 0)},
     # authentication.k8s.io/v1
     "TokenRequest": {1: ("metadata", "ObjectMeta", 0), 2: ("spec", "TokenRequestSpec", 0)},
     "TokenRequestSpec": {
@@ -342,6 +384,12 @@ KINDS: dict[tuple[str, str], str] = {
     ("apps/v1", "Deployment"): "Deployment",
     ("batch/v1", "Job"): "Job",
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
+    ("v1", "ServiceAccount"): "ServiceAccount",
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
+    ("rbac.authorization.k8s.io/v1", "Role"): "Role",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "ClusterRole",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "RoleBinding",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "RoleBinding",
     ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
 }
 

@@ -16,14 +16,16 @@ from peapod.apiserver.handlers.write import (
     handle_patch,
     handle_update,
 )
+from peapod.apiserver.metricsapi import GROUP as METRICS_GROUP
+from peapod.apiserver.metricsapi import handle_metrics_api
 from peapod.apiserver.negotiation import Output
 from peapod.apiserver.requestinfo import parse_resource_path
-from peapod.apiserver.reviews import handle_self_subject_access_review
+from peapod.apiserver.reviews import handle_self_subject_access_review, handle_self_subject_rules_review
 from peapod.apiserver.subresources import handle_subresource
 
 _NOT_FOUND = "the server could not find the requested resource"
-# Listed in the registry but not served yet: serviceaccounts/token (TokenRequest) needs token signing.
-NOT_SERVED = {"token"}
+# Listed in the registry but not served by this server.
+NOT_SERVED: set[str] = set()
 
 
 def _not_found() -> errors.ApiError:
@@ -56,6 +58,13 @@ async def dispatch_resource(
     ns = ri.namespace if info.namespaced else None
     verbs = info.verbs
 
+    if info.group == METRICS_GROUP:  # computed from node agents' stats, read-only
+        if ri.subresource is not None:
+            raise _not_found()
+        if method != "GET" or ri.watch_path or parse_bool(request.query, "watch"):
+            raise _not_allowed(method)
+        return await handle_metrics_api(ctx, request, info, ns, ri.name, out)
+
     if ri.subresource is not None:
         if ri.watch_path or info.subresource(ri.subresource) is None or ri.subresource in NOT_SERVED:
             raise _not_found()
@@ -80,6 +89,8 @@ async def dispatch_resource(
                 raise _not_allowed(method)  # kube: no cluster-wide create for namespaced resources
             if (info.group, info.resource) == ("authorization.k8s.io", "selfsubjectaccessreviews"):
                 return await handle_self_subject_access_review(ctx, request, info, out)
+            if (info.group, info.resource) == ("authorization.k8s.io", "selfsubjectrulesreviews"):
+                return await handle_self_subject_rules_review(ctx, request, info, out)
             return await handle_create(ctx, request, info, ns, out)
         if method == "DELETE":
             if "deletecollection" not in verbs:

@@ -52,6 +52,10 @@ async def handle_subresource(
             return await _write_scale(ctx, request, info, namespace, name, out)
     elif sub == "binding" and method == "POST":
         return await _bind(ctx, request, info, namespace, name, out)
+    elif sub == "token" and method == "POST":
+        from peapod.apiserver.serviceaccounts import handle_token_request
+
+        return await handle_token_request(ctx, request, info, namespace, name, out)
     elif sub in ("log", "exec", "attach", "portforward"):
         from peapod.apiserver.nodeproxy import proxy_to_node
 

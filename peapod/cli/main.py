@@ -145,4 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, so CliError raised by subcommands is the class caught there.
+    from peapod.cli.main import main as _main
+
+    sys.exit(_main())

@@ -33,10 +33,11 @@ from peapod.apiserver.auth import (
     load_or_create_token,
     user_info,
 )
-from peapod.apiserver.authz import NODE_PREFIX, NODES_GROUP, authz_middleware
+from peapod.apiserver.authz import NODE_PREFIX, NODES_GROUP, Authorizer, authz_middleware, install_authorizer
 from peapod.apiserver.certs import TLSFiles, ensure_identity, ensure_tls
 from peapod.cli.datadir import DataDirBusyError, DataDirLock
 from peapod.cli.kubeconfig import make_kubeconfig, write_kubeconfig
+from peapod.cli.logging_setup import setup_logging
 from peapod.cli.main import CliError
 from peapod.cli.prereq import missing_prerequisites
 from peapod.client.rest import ApiClient
@@ -105,6 +106,7 @@ class ControlPlane:
     async def start(self) -> None:
         from peapod.apiserver.app import build_app
         from peapod.apiserver.bootstrap import bootstrap
+        from peapod.apiserver.prom import ApiServerMetrics
         from peapod.controlplane.manager import controllers, run_controllers
         from peapod.controlplane.scheduler import run_scheduler
         from peapod.store.compactor import run_compactor
@@ -126,14 +128,31 @@ class ControlPlane:
         kubelet_cert, kubelet_key = ensure_identity(
             self.tls, "apiserver-kubelet-client", APISERVER_CLIENT_CN, organizations=[MASTERS]
         )
+        from peapod.apiserver.serviceaccounts import (
+            TokenSigner,
+            install_token_signer,
+            load_or_create_signing_key,
+            service_account_authenticator,
+        )
+
+        # Service account tokens (JWTs) are signed with a key of this data dir; RBAC decides the rest.
+        signer = TokenSigner(load_or_create_signing_key(self.data_dir / "tls" / "sa.key"))
+        sa_authn = service_account_authenticator(signer, self.store, clock.now)
+        authorizer = Authorizer(self.store)
         app = build_app(
             store=self.store,
             clock=clock,
-            middlewares=[auth_middleware(authn), authz_middleware(self.store)],
+            middlewares=[
+                auth_middleware(authn, token_authenticators=[sa_authn]),
+                authz_middleware(authorizer),
+            ],
             server_address=f"{self.host}:{self.port}",
             node_client_ssl=client_ssl(self.tls.ca_cert, kubelet_cert, kubelet_key),
             pod_security_default=self.pod_security,
+            metrics=ApiServerMetrics(),
         )
+        install_authorizer(app, authorizer)
+        install_token_signer(app, signer)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.bind, self.port, ssl_context=self._ssl_context())
@@ -248,19 +267,27 @@ async def _serve(args: argparse.Namespace, with_agent: bool) -> None:
                 pod_cidr=args.pod_cidr, bridge=args.bridge,
             )
             await node.start()
-        print(f"peapod is up at {cp.url}" + (f" with node {node.node_name}" if node else ""), file=sys.stderr)
-        print(f"  export KUBECONFIG={cp.data_dir / 'kubeconfig'}", file=sys.stderr, flush=True)
+        _announce(args, f"peapod is up at {cp.url}" + (f" with node {node.node_name}" if node else ""),
+                  url=cp.url, kubeconfig=str(cp.data_dir / "kubeconfig"))
+        _announce(args, f"  export KUBECONFIG={cp.data_dir / 'kubeconfig'}")
         await stop.wait()
     finally:
-        print("peapod: stopping", file=sys.stderr, flush=True)
+        _announce(args, "peapod: stopping")
         if node is not None:
             await node.stop()
         await cp.stop()
 
 
+def _announce(args: argparse.Namespace, message: str, **fields: Any) -> None:
+    """A line for the user: printed as is in text mode, a log record in JSON mode."""
+    if getattr(args, "log_format", "text") == "json":
+        log.info(message.strip(), extra=fields)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
 def run_up(args: argparse.Namespace, *, with_agent: bool) -> int:
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=args.log_level.upper(), format=fmt)
+    setup_logging(args.log_level, getattr(args, "log_format", "text"))
     problems = missing_prerequisites(need_node=with_agent)
     if problems:
         raise CliError("; ".join(problems))

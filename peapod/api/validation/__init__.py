@@ -14,7 +14,7 @@ from typing import Any
 from peapod.api import names
 from peapod.api.errors import FieldError
 from peapod.api.resources import REGISTRY
-from peapod.api.validation import apps, core, misc, pods
+from peapod.api.validation import apps, core, misc, pods, rbac
 from peapod.api.validation.common import validate_object_meta, validate_object_meta_update
 
 Obj = dict[str, Any]
@@ -32,6 +32,10 @@ _CREATE: dict[tuple[str, str, str], Callable[[Obj], list[FieldError]]] = {
     ("apps", "v1", "Deployment"): apps.validate_deployment,
     ("autoscaling", "v1", "Scale"): apps.validate_scale,
     ("coordination.k8s.io", "v1", "Lease"): misc.validate_lease,
+    ("rbac.authorization.k8s.io", "v1", "Role"): rbac.validate_role,
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole"): rbac.validate_cluster_role,
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding"): rbac.validate_role_binding,
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"): rbac.validate_cluster_role_binding,
 }
 
 _UPDATE: dict[tuple[str, str, str], Callable[[Obj, Obj], list[FieldError]]] = {
@@ -47,12 +51,17 @@ _UPDATE: dict[tuple[str, str, str], Callable[[Obj, Obj], list[FieldError]]] = {
     ("apps", "v1", "Deployment"): apps.validate_deployment_update,
     ("autoscaling", "v1", "Scale"): lambda n, o: apps.validate_scale(n),
     ("coordination.k8s.io", "v1", "Lease"): misc.validate_lease_update,
+    ("rbac.authorization.k8s.io", "v1", "Role"): rbac.validate_role_update,
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole"): rbac.validate_cluster_role_update,
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding"): rbac.validate_role_binding_update,
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"): rbac.validate_cluster_role_binding_update,
 }
 
 
 # Request-only kinds that are never stored: nothing of ObjectMeta to check.
 _UNSTORED_KINDS = {
     "SelfSubjectAccessReview",
+    "SelfSubjectRulesReview",
     "TokenRequest",
     "Binding",
     "PodExecOptions",

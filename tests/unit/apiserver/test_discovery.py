@@ -25,7 +25,10 @@ def test_group_list_lists_only_groups_serving_resources():
     doc = discovery.api_group_list()
     assert doc["kind"] == "APIGroupList" and doc["apiVersion"] == "v1"
     names = [g["name"] for g in doc["groups"]]
-    assert names == ["apps", "events.k8s.io", "authorization.k8s.io", "coordination.k8s.io"]
+    assert names == [
+        "apps", "events.k8s.io", "authorization.k8s.io", "coordination.k8s.io", "metrics.k8s.io",
+        "rbac.authorization.k8s.io",
+    ]
     apps = doc["groups"][0]
     assert apps["versions"] == [{"groupVersion": "apps/v1", "version": "v1"}]
     assert apps["preferredVersion"] == {"groupVersion": "apps/v1", "version": "v1"}
@@ -54,8 +57,8 @@ def test_core_resource_list():
         "verbs": ["get"],
     }
     assert by_name["nodes"]["namespaced"] is False
-    # Not advertised until it is served: kubectl would otherwise try it and get a 404.
-    assert "serviceaccounts/token" not in by_name
+    token = by_name["serviceaccounts/token"]
+    assert (token["group"], token["version"], token["kind"]) == ("authentication.k8s.io", "v1", "TokenRequest")
 
 
 def test_scale_subresource_is_autoscaling_v1():

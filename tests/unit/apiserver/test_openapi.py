@@ -144,6 +144,8 @@ def test_v3_index_and_hashes():
         "apis/events.k8s.io/v1",
         "apis/authorization.k8s.io/v1",
         "apis/coordination.k8s.io/v1",
+        "apis/metrics.k8s.io/v1beta1",
+        "apis/rbac.authorization.k8s.io/v1",
     }
     for path, entry in index["paths"].items():
         url = entry["serverRelativeURL"]

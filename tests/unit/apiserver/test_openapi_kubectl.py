@@ -208,7 +208,10 @@ async def test_create_and_apply_validate_on_server(server, tmp_path, minor):
 async def test_api_resources(server, tmp_path, minor):
     rc, out = await kubectl(server, minor, tmp_path, "api-resources", "--no-headers")
     assert rc == 0, out
-    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    lines: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        if line.strip():  # the first line of a name: core pods/nodes, not metrics.k8s.io's
+            lines.setdefault(line.split()[0], line.split())
     assert lines["pods"] == ["pods", "po", "v1", "true", "Pod"]
     assert lines["deployments"] == ["deployments", "deploy", "apps/v1", "true", "Deployment"]
     assert lines["leases"] == ["leases", "coordination.k8s.io/v1", "true", "Lease"]
