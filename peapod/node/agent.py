@@ -43,8 +43,10 @@ from peapod.node.network.types import PodNetwork
 from peapod.node.nodestatus import NodeFacts, NodeStatusReporter, capacity, gather_facts
 from peapod.node.podworkers import PodWorkers, SyncResult, termination_grace
 from peapod.node.probes import ProbeManager, Prober, ProbeUpdate
+from peapod.node.prom import AgentMetrics, CountingImages, CountingProber, track_pod_starts
 from peapod.node.runtime.cgroups import CgroupManager
 from peapod.node.runtime.types import ContainerRuntime, ContainerRuntimeError
+from peapod.node.stats import StatsSampler, agent_sampler
 from peapod.node.statusmanager import StatusManager
 from peapod.node.sync import NodeInfo, PodExecutor, SandboxService
 from peapod.node.volumes import Mounter
@@ -153,6 +155,8 @@ class Agent:
         self._last_states: dict[str, tuple[str, int | None]] = {}
         self._started = False
         self.image_api: Any = None
+        self.metrics = AgentMetrics()  # served on /metrics
+        self.stats: StatsSampler | None = None  # served on /stats/summary
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -181,14 +185,15 @@ class Agent:
             if cfg.record_events else None
         self.executor = PodExecutor(
             data_dir=self.data_dir, runtime=cfg.runtime, sandboxes=cfg.sandboxes, network=cfg.network,
-            images=cfg.images, client=self.client, status=self.status, clock=self.clock,
+            images=CountingImages(cfg.images, self.metrics), client=self.client, status=self.status,
+            clock=self.clock,
             node=NodeInfo(node_name=cfg.node_name, host_ips=list(self.facts.addresses),
                           cluster_dns=cfg.cluster_dns,
                           cluster_domain=cfg.cluster_domain, allocatable=alloc,
                           memory_capacity=self.facts.memory),
             cgroups=cfg.cgroups, mounter=cfg.mounter, recorder=recorder,
         )
-        self.probes = ProbeManager(clock=self.clock, prober=Prober(runtime=cfg.runtime),
+        self.probes = ProbeManager(clock=self.clock, prober=CountingProber(Prober(runtime=cfg.runtime), self.metrics),
                                    record_event=self.executor.record_event if recorder else None,
                                    on_update=self._on_probe_update, rng=random.Random())
         self.executor.probes = self.probes
@@ -213,6 +218,7 @@ class Agent:
         await self.reporter.register()
         informer.add_handlers(on_add=self._on_pod, on_update=lambda _old, new: self._on_pod(new),
                               on_delete=self._on_pod_deleted)
+        track_pod_starts(informer, self.metrics, self.clock)
         self._spawn(informer.run(), "pod-informer")
         self._spawn(self.status.run(), "status-manager")
         await informer.synced.wait()
@@ -220,6 +226,9 @@ class Agent:
         self._spawn(self.reporter.run(), "node-heartbeat")
         self._spawn(self._relist_loop(), "relist")
         self._spawn(self._resync_loop(), "resync")
+        self.stats = agent_sampler(self)
+        if self.stats is not None:
+            self._spawn(self.stats.run(), "stats")
         self._started = True
         log.info("node agent %s started (port %s)", cfg.node_name, self.port)
 

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from peapod.clock import parse_time
 from peapod.node.netns import connect_in_netns
+from peapod.node.runtime.attach import stream_attach
 from peapod.node.runtime.logs import LogOptions, follow_logs, read_logs
 from peapod.node.runtime.types import (
     ContainerNotFound,
@@ -158,6 +159,34 @@ class _ExecBackend:
             await asyncio.gather(*side, return_exceptions=True)
 
 
+class _AttachBackend:
+    """Streams a container's main process through conmon's attach socket (kubelet's attach)."""
+
+    def __init__(self, runtime: ContainerRuntime, container_id: str, *, forward_stdin: bool) -> None:
+        self.runtime = runtime
+        self.cid = container_id
+        self.forward_stdin = forward_stdin  # input reaches a container only if it has stdin
+
+    async def run(self, session: StreamSession) -> int:
+        attach = getattr(self.runtime, "attach", None)
+        if attach is None:
+            raise StreamError("this container runtime does not support attach")
+        try:
+            conn = await attach(self.cid)
+        except ContainerRuntimeError as e:
+            raise StreamError(str(e)) from None
+        return await stream_attach(conn, session, forward_stdin=self.forward_stdin)
+
+
+def _container_spec(pod: Obj, name: str) -> Obj:
+    spec = pod.get("spec") or {}
+    for key in ("containers", "initContainers", "ephemeralContainers"):
+        for c in spec.get(key) or []:
+            if c.get("name") == name:
+                return c
+    return {}
+
+
 PORT_FORWARD_CONNECT_TIMEOUT = 10.0
 
 
@@ -185,6 +214,8 @@ class AgentServer:
             app.router.add_route("POST", POD_PATH + "/" + sub, self._exec)
         app.router.add_route("GET", POD_PATH + "/portforward", self._portforward)
         app.router.add_route("POST", POD_PATH + "/portforward", self._portforward)
+        app.router.add_get("/stats/summary", self._stats_summary)
+        app.router.add_get("/metrics", self._metrics)
         return app
 
     async def start(self) -> int:
@@ -221,6 +252,20 @@ class AgentServer:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def _stats_summary(self, request: web.Request) -> web.Response:
+        """Usage of the node, its pods and containers (:mod:`peapod.node.stats`)."""
+        stats = getattr(self.agent, "stats", None)
+        if stats is None:
+            return _status(503, "ServiceUnavailable", "stats are not collected on this node")
+        return web.json_response(stats.summary())
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text exposition of the agent's metrics (:mod:`peapod.node.prom`)."""
+        metrics = getattr(self.agent, "metrics", None)
+        if metrics is None:
+            return _status(404, "NotFound", "metrics are not enabled on this node")
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": metrics.content_type})
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -322,8 +367,6 @@ class AgentServer:
         cname = self._container_name(pod, opts.container)
         if isinstance(cname, web.Response):
             return cname
-        if attach:
-            return _status(501, "NotImplemented", "attach is not supported by this node agent yet; use exec")
         ex = self.agent.executor
         assert ex is not None
         rec = ex.find_container(pod["metadata"]["uid"], cname)
@@ -337,8 +380,14 @@ class AgentServer:
             running = False
         if not running:
             return _status(400, "BadRequest", f"container {cname} is not running")
-        backend = _ExecBackend(self.agent.config.runtime, rec["id"], opts.command, tty=opts.tty,
-                               stdin=opts.stdin)
+        backend: _ExecBackend | _AttachBackend
+        if attach:
+            spec = _container_spec(pod, cname)
+            backend = _AttachBackend(self.agent.config.runtime, rec["id"],
+                                     forward_stdin=bool(spec.get("stdin")))
+        else:
+            backend = _ExecBackend(self.agent.config.runtime, rec["id"], opts.command, tty=opts.tty,
+                                   stdin=opts.stdin)
         return await handle_exec(request, backend, tty=opts.tty, stdin=opts.stdin, stdout=opts.stdout,
                                  stderr=opts.stderr, command=opts.command)
 

@@ -79,6 +79,11 @@ class StatusManager:
 
     async def sync_once(self) -> bool:
         """Send every pending patch; True when nothing is left pending."""
+        return await self._pass() and not any(e.dirty for e in self._entries.values())
+
+    async def _pass(self) -> bool:
+        """One pass over the pending statuses; False when a write failed and must be retried later
+        (statuses that arrive during the pass are not failures: the caller loops again at once)."""
         ok = True
         for uid, e in list(self._entries.items()):
             if not e.dirty:
@@ -97,8 +102,9 @@ class StatusManager:
                 if self._entries.get(uid) is e:
                     e.dirty = False
             except ApiError as err:
-                if err.code in (404, 409, 422):
-                    # the pod is gone or is another pod now: nothing to write any more
+                if err.code in (403, 404, 409, 422):
+                    # the pod is gone, is another pod now, or is no longer bound to this node
+                    # (node authorization answers 403): nothing to write any more
                     log.debug("status of %s/%s not written: %s", e.namespace, e.name, err.message)
                     if self._entries.get(uid) is e:
                         e.dirty = False
@@ -108,17 +114,19 @@ class StatusManager:
             except (TimeoutError, OSError) as err:
                 log.info("status of %s/%s: %s; retrying", e.namespace, e.name, err)
                 ok = False
-        return ok and not any(e.dirty for e in self._entries.values())
+        return ok
 
     async def run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if await self.sync_once():
-                self._idle.set()
-            else:
-                await self.clock.sleep(self.retry_interval)
+            if not await self._pass():
+                await self.clock.sleep(self.retry_interval)  # a write failed: back off
                 self._wake.set()
+            elif any(e.dirty for e in self._entries.values()):
+                self._wake.set()  # new statuses arrived during the pass: write them now
+            else:
+                self._idle.set()
 
     async def flush(self) -> None:
         """Wait until every pending status is written (or given up)."""

@@ -39,12 +39,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from peapod.api.errors import ApiError
-from peapod.api.quantity import cpu_millicores, memory_bytes
 from peapod.api.resources import resource
 from peapod.client.events import EventRecorder
 from peapod.client.rest import ApiClient
 from peapod.clock import Clock
-from peapod.node.containerconfig import ConfigError, ContainerInputs, PodFiles, build_container_config
+from peapod.node.containerconfig import (
+    CPU_PERIOD,
+    ConfigError,
+    ContainerInputs,
+    PodFiles,
+    build_container_config,
+    forbidden_sysctl,
+    localhost_profile_path,
+    oom_score_floor,
+    pod_resources,
+    read_localhost_profile,
+)
 from peapod.node.envvars import EnvError, EnvSources, build_env, referenced_objects
 from peapod.node.hooks import MIN_GRACE_AFTER_HOOK, format_pod, run_post_start, run_pre_stop
 from peapod.node.images.errors import (
@@ -74,7 +84,7 @@ from peapod.node.plan import (
 from peapod.node.podstatus import StatusInputs, compute_status
 from peapod.node.podworkers import SyncResult
 from peapod.node.probes import ProbeManager, Target, probed_containers
-from peapod.node.runtime.bundle import build_spec, write_bundle
+from peapod.node.runtime.bundle import build_spec, current_capabilities, write_bundle
 from peapod.node.runtime.cgroups import CgroupManager
 from peapod.node.runtime.logs import LogOptions, read_logs
 from peapod.node.runtime.sandbox import Sandbox, SandboxConfig
@@ -105,6 +115,7 @@ CONFIGMAPS = resource("", "v1", "configmaps")
 SECRETS = resource("", "v1", "secrets")
 SERVICEACCOUNTS = resource("", "v1", "serviceaccounts")
 
+DEFAULT_POD_PIDS_LIMIT = 4096  # kubelet --pod-max-pids; a fork bomb stays inside its pod
 IMAGE_BACKOFF_INITIAL = 10.0
 IMAGE_BACKOFF_MAX = 300.0
 ANNOTATION_PREFIX = "io.peapod."
@@ -139,6 +150,7 @@ class NodeInfo:
     memory_capacity: int = 0
     resolv_conf: str = "/etc/resolv.conf"
     hosts_file: str = "/etc/hosts"
+    pod_pids_limit: int | None = DEFAULT_POD_PIDS_LIMIT  # pids.max of each pod's cgroup (None: unlimited)
 
 
 @dataclass
@@ -263,6 +275,10 @@ class PodExecutor:
         probes: ProbeManager | None = None,
     ) -> None:
         self.pods_dir = Path(data_dir) / "pods"
+        self.seccomp_dir = Path(data_dir) / "seccomp"  # Localhost seccomp profiles (kubelet's seccomp root)
+        own_status = _read_in_root("/proc", "self/status")
+        self.min_oom_score_adj = oom_score_floor(own_status, _read_in_root("/proc", "self/oom_score_adj"))
+        self.available_caps = current_capabilities(own_status)  # privileged = all of these
         self.pods_dir.mkdir(parents=True, exist_ok=True)
         self.runtime = runtime
         self.sandboxes = sandboxes
@@ -481,6 +497,12 @@ class PodExecutor:
         self.save_pod(pod)
         ps = self._pod_state(uid)
         obs = self._with_probes(pod, await self.observe(pod))
+        rejected = self._admit(pod, obs)
+        if rejected is not None:
+            reason, message = rejected
+            await self._event(pod, "Warning", reason, message)
+            self._set_status(pod, obs, {}, failed=(reason, "Pod was rejected: " + message), terminal=True)
+            return SyncResult(terminal=True)
         act = plan(self._with_status(pod), obs, self.clock.now())
         if act.failed is not None:
             reason, message = act.failed
@@ -527,6 +549,15 @@ class PodExecutor:
         self._set_status(pod, await self.observe(pod), waiting)
         return SyncResult(requeue_after=requeue)
 
+    @staticmethod
+    def _admit(pod: Obj, obs: Observed) -> tuple[str, str] | None:
+        """kubelet's admission of a new pod (reason, message) when refused: sysctls outside the safe
+        set. Only a pod that never ran is refused (what already runs was admitted)."""
+        if obs.containers or obs.sandbox_exists or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            return None
+        message = forbidden_sysctl(pod)
+        return ("SysctlForbidden", message) if message else None
+
     def _set_status(self, pod: Obj, obs: Observed, waiting: Mapping[str, tuple[str, str]], *,
                     terminal: bool = False, sandbox_ready: bool | None = None,
                     failed: tuple[str, str] | None = None) -> None:
@@ -546,21 +577,14 @@ class PodExecutor:
 
     def _sandbox_config(self, pod: Obj) -> SandboxConfig:
         md, spec = pod["metadata"], pod.get("spec") or {}
-        mem = cpu_quota = None
-        apps = spec.get("containers") or []
-        limits = [((c.get("resources") or {}).get("limits") or {}) for c in apps]
-        if apps and all(lim.get("memory") for lim in limits):
-            mem = sum(memory_bytes(lim["memory"]) for lim in limits)
-        if apps and all(lim.get("cpu") for lim in limits):
-            cpu_quota = max(1000, sum(cpu_millicores(lim["cpu"]) for lim in limits) * 100)
-        shares = sum(cpu_millicores(((c.get("resources") or {}).get("requests") or {}).get("cpu") or 0)
-                     for c in apps) * 1024 // 1000
+        res = pod_resources(pod, pids_limit=self.node.pod_pids_limit)
         return SandboxConfig(
             pod_uid=md["uid"], name=md["name"], namespace=md.get("namespace", "default"),
             hostname=spec.get("hostname"), host_network=bool(spec.get("hostNetwork")),
             host_ipc=bool(spec.get("hostIPC")), host_pid=bool(spec.get("hostPID")),
             share_process_namespace=bool(spec.get("shareProcessNamespace")),
-            memory_limit=mem, cpu_shares=max(2, shares), cpu_quota=cpu_quota,
+            memory_limit=res.memory_limit, cpu_shares=res.cpu_shares, cpu_quota=res.cpu_quota,
+            cpu_period=res.cpu_period or CPU_PERIOD, pids_limit=res.pids_limit,
         )
 
     async def _create_sandbox(self, pod: Obj) -> Sandbox:
@@ -723,6 +747,9 @@ class PodExecutor:
             passwd = await asyncio.to_thread(_read_in_root, str(rootfs), "etc/passwd")
             group = await asyncio.to_thread(_read_in_root, str(rootfs), "etc/group")
             hostname = sb.hostname if not sb.host_network else os.uname().nodename
+            profile_rel = localhost_profile_path(pod, c)
+            localhost = None if profile_rel is None or (c.get("securityContext") or {}).get("privileged") \
+                else await asyncio.to_thread(read_localhost_profile, self.seccomp_dir, profile_rel)
             cfg = build_container_config(ContainerInputs(
                 pod=pod, container=c, image=image.config, rootfs=str(rootfs), env=env, mounts=mounts,
                 files=PodFiles(namespaces=sb.namespaces(), hostname=hostname, shm_path=sb.shm_path,
@@ -732,13 +759,15 @@ class PodExecutor:
                 termination_log_path=str(term_log), passwd=passwd, group=group, annotations=annotations,
                 node_memory=self.node.memory_capacity,
                 host_devices=_host_devices() if (c.get("securityContext") or {}).get("privileged") else (),
+                localhost_seccomp=localhost, min_oom_score_adj=self.min_oom_score_adj,
             ))
         except ConfigError as e:
             waiting[s.name] = (e.reason, str(e))
             await self.images.release_rootfs(cid)
             await self._event(pod, "Warning", "Failed", f"Error: {e}", fp)
             return False
-        bundle = await asyncio.to_thread(write_bundle, pod_dir / "bundles" / cid, build_spec(cfg))
+        bundle = await asyncio.to_thread(write_bundle, pod_dir / "bundles" / cid,
+                                       build_spec(cfg, available_caps=self.available_caps))
         image_id = image.repo_digests[0] if image.repo_digests else image.id
         self._write_record(uid, {
             "id": cid, "name": s.name, "attempt": s.attempt, "kind": s.kind, "hash": container_hash(c),

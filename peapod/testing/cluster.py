@@ -24,6 +24,8 @@ from typing import Any
 import yaml
 
 KUBECTL = os.environ.get("PEAPOD_KUBECTL", "kubectl")
+# Bridges of the `peapod up` clusters this process started (tests check none is left behind).
+STARTED_BRIDGES: set[str] = set()
 
 
 def free_port() -> int:
@@ -86,6 +88,7 @@ class PeapodCluster:
                 args += ["--allowed-registry", reg]
             # A bridge and pod CIDR of its own: clusters of concurrent test runs never share one.
             args += ["--bridge", self.bridge, "--pod-cidr", self.pod_cidr]
+            STARTED_BRIDGES.add(self.bridge)
         self.proc = subprocess.Popen(
             [*args, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from peapod.testing.cluster import PeapodCluster
+from peapod.testing.cluster import STARTED_BRIDGES, PeapodCluster
 
 _counter = itertools.count()
 
@@ -58,11 +58,10 @@ def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     import subprocess
 
     base = str(tmp_path_factory.getbasetemp())
-    bridges_before = _test_bridges()
     yield
     mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines() if base in ln]
     conmons = subprocess.run(["pgrep", "-f", f"conmon.*{base}"], capture_output=True, text=True).stdout.split()
-    bridges = sorted(_test_bridges() - bridges_before)
+    bridges = sorted(_test_bridges() & STARTED_BRIDGES)  # other test runs' clusters are not ours
     assert (mounts, conmons, bridges) == ([], [], []), "left behind by the end-to-end tests"
 
 

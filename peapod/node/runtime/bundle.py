@@ -57,15 +57,32 @@ def normalize_capability(name: str) -> str:
     return name if name.startswith("CAP_") or name == "ALL" else "CAP_" + name
 
 
-def effective_capabilities(cfg: ContainerConfig) -> list[str]:
-    """Kubernetes semantics: default set, drop (ALL empties it), then add (ALL adds every cap)."""
+def capabilities_from_mask(mask: int) -> list[str]:
+    """Capability names of a /proc/<pid>/status mask (ALL_CAPABILITIES is in bit order)."""
+    return [c for bit, c in enumerate(ALL_CAPABILITIES) if mask & (1 << bit)]
+
+
+def current_capabilities(status: str) -> list[str] | None:
+    """The bounding set in /proc/self/status text: what a privileged container (or "ALL") can get;
+    like containerd's WithAllCurrentCapabilities. None when unknown."""
+    for line in status.splitlines():
+        if line.startswith("CapBnd:"):
+            return capabilities_from_mask(int(line.split()[1], 16))
+    return None
+
+
+def effective_capabilities(cfg: ContainerConfig, available: Sequence[str] | None = None) -> list[str]:
+    """Kubernetes semantics: default set, drop (ALL empties it), then add (ALL adds every cap).
+    Privileged and "ALL" mean every cap in ``available`` (the runtime's own bounding set) when given:
+    runc cannot grant a capability its caller lacks."""
+    every = list(ALL_CAPABILITIES) if available is None else [c for c in ALL_CAPABILITIES if c in available]
     if cfg.privileged:
-        return list(ALL_CAPABILITIES)
+        return every
     drop = {normalize_capability(c) for c in cfg.cap_drop}
     add = [normalize_capability(c) for c in cfg.cap_add]
     caps = [] if "ALL" in drop else [c for c in DEFAULT_CAPABILITIES if c not in drop]
     if "ALL" in add:
-        return list(ALL_CAPABILITIES)
+        return every
     for c in add:
         if c not in caps:
             caps.append(c)
@@ -90,6 +107,7 @@ def _mount(m: Mount) -> dict[str, Any]:
 
 
 def _default_mounts(cfg: ContainerConfig) -> list[dict[str, Any]]:
+    """containerd's defaults; /sys and /sys/fs/cgroup are writable only for privileged containers."""
     sys_opts = ["nosuid", "noexec", "nodev"] + ([] if cfg.privileged else ["ro"])
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
@@ -101,7 +119,7 @@ def _default_mounts(cfg: ContainerConfig) -> list[dict[str, Any]]:
          "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts},
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+         "options": ["nosuid", "noexec", "nodev", "relatime"] + ([] if cfg.privileged else ["ro"])},
     ]
     if cfg.shm_path:
         mounts.append(_bind("/dev/shm", cfg.shm_path, extra=("nosuid", "nodev", "noexec")))
@@ -177,11 +195,12 @@ def _device(d: Device) -> dict[str, Any]:
             "uid": d.uid, "gid": d.gid}
 
 
-def build_spec(cfg: ContainerConfig, *, max_nofile: int = MAX_NOFILE) -> dict[str, Any]:
-    """The OCI config.json for ``cfg``."""
+def build_spec(cfg: ContainerConfig, *, max_nofile: int = MAX_NOFILE,
+               available_caps: Sequence[str] | None = None) -> dict[str, Any]:
+    """The OCI config.json for ``cfg``; ``available_caps``: see :func:`effective_capabilities`."""
     if not cfg.args:
         raise ValueError("container args must not be empty")
-    caps = effective_capabilities(cfg)
+    caps = effective_capabilities(cfg, available_caps)
     user: dict[str, Any] = {"uid": cfg.uid, "gid": cfg.gid}
     if cfg.additional_gids:
         user["additionalGids"] = list(cfg.additional_gids)

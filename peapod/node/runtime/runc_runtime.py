@@ -9,7 +9,7 @@ Data dir layout::
 
     runc/               runc --root
     exits/<id>          exit code written by conmon
-    attach/             conmon --socket-dir-path
+    attach/             conmon --socket-dir-path: <id> links to the bundle (attach socket, ctl FIFO)
     containers/<id>/    meta.json, conmon.pid, ctr.pid, persist/ (exit, oom)
 """
 
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from peapod.clock import Clock, RealClock
+from peapod.node.runtime.attach import STDIN_ONCE_ANNOTATION, AttachConnection
 from peapod.node.runtime.bundle import STDIN_ANNOTATION
 from peapod.node.runtime.logs import parse_timestamp
 from peapod.node.runtime.types import (
@@ -137,6 +138,11 @@ class RuncRuntime:
         return rc, out, err
 
     async def _runc_state(self, cid: str) -> dict[str, Any] | None:
+        """What `runc state` prints, read from runc's own state file without a process per call
+        (the agent asks for every container every second); `runc state` only as a fallback."""
+        fast = read_runc_state(self.runc_root, cid)
+        if fast is not _UNREADABLE:
+            return fast  # type: ignore[return-value]
         rc, out, _err = await self._runc("state", cid, check=False)
         if rc != 0:
             return None
@@ -185,10 +191,8 @@ class RuncRuntime:
         ]
         if self.log_size_max is not None:
             args += ["--log-size-max", str(self.log_size_max)]
-        if terminal:
-            args.append("-t")
-        if stdin:
-            args += ["-i"]
+        args += _stdio_flags(terminal=terminal, stdin=stdin,
+                             stdin_once=spec.get("annotations", {}).get(STDIN_ONCE_ANNOTATION) == "true")
         r, w = os.pipe()
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
@@ -350,14 +354,26 @@ class RuncRuntime:
 
     async def list(self) -> list[ContainerState]:
         ids = {p.name for p in self.records.iterdir() if p.is_dir() and _ID.match(p.name)}
-        _rc, out, _err = await self._runc("list", "--format", "json", check=False)
-        with contextlib.suppress(json.JSONDecodeError):
-            ids.update(c["id"] for c in (json.loads(out or b"null") or []))
+        if self.runc_root.is_dir():  # runc's containers: one directory each under its root
+            ids.update(p.name for p in self.runc_root.iterdir() if (p / "state.json").exists())
         states = []
         for cid in sorted(ids):
             with contextlib.suppress(ContainerNotFound):
                 states.append(await self.state(cid))
         return states
+
+    async def attach(self, container_id: str) -> AttachConnection:
+        """Connect to the container's conmon attach socket (its main process' stdio).
+
+        Raises ContainerNotFound, or ContainerRuntimeError when conmon no longer runs.
+        """
+        if self._meta(container_id) is None:
+            raise ContainerNotFound(container_id)
+        sock_dir = self.attach_dir / container_id  # conmon's symlink to the bundle
+        try:
+            return await AttachConnection.open(sock_dir)
+        except OSError as e:
+            raise ContainerRuntimeError(f"attach {container_id}: {e.strerror or e}") from None
 
     async def exec(
         self,
@@ -400,6 +416,20 @@ class RuncRuntime:
         return ExecProcess(proc)
 
 
+def _stdio_flags(*, terminal: bool, stdin: bool, stdin_once: bool) -> list[str]:
+    """conmon's stdio flags, as CRI-O picks them.
+
+    A terminal gets ``-t`` alone: attach input goes to the pty, which no detaching client closes.
+    Without one, ``-i`` gives the container a stdin pipe that conmon closes when an attached client
+    stops writing, unless ``--leave-stdin-open`` (every container but stdinOnce ones).
+    """
+    if terminal:
+        return ["-t"]
+    if stdin:
+        return ["-i"] if stdin_once else ["--leave-stdin-open", "-i"]
+    return []
+
+
 def _parse_sync_message(line: bytes) -> dict[str, Any] | None:
     """The first JSON message conmon writes to the sync pipe ({"data": pid} or {"data": -1, ...})."""
     if not line.strip():
@@ -408,3 +438,49 @@ def _parse_sync_message(line: bytes) -> dict[str, Any] | None:
         return json.loads(line)
     except json.JSONDecodeError:
         return {"data": -1, "message": line.decode(errors="replace")}
+
+
+_UNREADABLE = object()
+
+
+def _proc_start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks), as runc records it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def read_runc_state(runc_root: Path, cid: str) -> dict[str, Any] | object | None:
+    """runc's view of a container from ``<root>/<id>/state.json``, computed as runc does: the init
+    process gone (or its PID reused) means stopped; an exec FIFO still present means created (not
+    started). Returns None when the container does not exist, ``_UNREADABLE`` when the file cannot
+    be used (the caller asks runc)."""
+    d = runc_root / cid
+    try:
+        raw = json.loads((d / "state.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, OSError):
+        return _UNREADABLE
+    pid = int(raw.get("init_process_pid") or 0)
+    start = str(raw.get("init_process_start") or "")
+    alive = pid > 0 and _proc_start_time(pid) == start
+    if not alive:
+        status = "stopped"
+    elif (d / "exec.fifo").exists():
+        status = "created"
+    else:
+        status = "running"
+    annotations: dict[str, str] = {}
+    for label in (raw.get("config") or {}).get("labels") or []:
+        key, _, value = str(label).partition("=")
+        if key != "bundle":
+            annotations[key] = value
+    return {
+        "id": cid, "pid": pid if alive else 0, "status": status, "created": raw.get("created"),
+        "annotations": annotations,
+    }
+

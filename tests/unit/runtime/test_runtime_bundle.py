@@ -208,3 +208,17 @@ def test_write_bundle(tmp_path) -> None:
     d = write_bundle(tmp_path / "b", {"ociVersion": "x"})
     assert json.loads((d / "config.json").read_text()) == {"ociVersion": "x"}
     assert not (d / "config.json.tmp").exists()
+
+
+def test_privileged_and_all_get_only_the_callers_capabilities() -> None:
+    from peapod.node.runtime.bundle import capabilities_from_mask, current_capabilities
+
+    avail = current_capabilities("Name:\tx\nCapBnd:\t000001fffeffffff\n")
+    assert avail is not None and "CAP_SYS_RESOURCE" not in avail and "CAP_SYS_ADMIN" in avail
+    assert len(avail) == 40 and capabilities_from_mask(1 << 21) == ["CAP_SYS_ADMIN"]
+    for c in (cfg(privileged=True), cfg(cap_add=["ALL"])):
+        caps = build_spec(c, available_caps=avail)["process"]["capabilities"]["bounding"]
+        assert caps == avail
+    assert "CAP_SYS_RESOURCE" in effective_capabilities(cfg(privileged=True))
+    spec = build_spec(cfg(privileged=True))
+    assert all("ro" not in m["options"] for m in spec["mounts"] if m["destination"].startswith("/sys"))
