@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from peapod.testing.cluster import STARTED_BRIDGES, PeapodCluster
+from peapod.testing.images import busybox_image, push_image
+from peapod.testing.registry import LoopbackRegistry
 
 _counter = itertools.count()
 
@@ -35,6 +37,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeapodCluster]
 def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeapodCluster]:
     """A single-node cluster (`peapod up`) that runs pods for real (root)."""
     yield from running(tmp_path_factory.mktemp("peapod"), "up")
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[LoopbackRegistry]:
+    """A loopback docker-registry holding the busybox image the tests build (busybox:1)."""
+    import asyncio
+
+    reg = LoopbackRegistry().start()
+    try:
+        asyncio.run(push_image(reg.ref("busybox", "1"), busybox_image()))
+        yield reg
+    finally:
+        reg.stop()
 
 
 @pytest.fixture

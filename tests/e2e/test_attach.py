@@ -15,7 +15,7 @@ import pytest
 from peapod.testing.cluster import PeapodCluster
 from peapod.testing.registry import LoopbackRegistry
 from tests.e2e.conftest import write
-from tests.e2e.test_pods import registry, wait_for  # noqa: F401 - the module-scoped registry fixture
+from tests.e2e.test_pods import wait_for
 
 pytestmark = pytest.mark.skipif(
     subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0", reason="needs root"
@@ -47,7 +47,7 @@ def _kubectl_cmd(cluster: PeapodCluster, version: str, *args: str) -> list[str]:
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_attach_stdin_tty_shell_runs_input_and_the_container_exits(
-    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path, version: str,  # noqa: F811
+    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path, version: str,
 ) -> None:
     image = registry.ref("busybox", "1")
     _pod(cluster, namespace, tmp_path, "shell", {"image": image, "command": ["sh"], "stdin": True,
@@ -61,7 +61,7 @@ def test_attach_stdin_tty_shell_runs_input_and_the_container_exits(
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_attach_without_stdin_streams_output_live(
-    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path, version: str,  # noqa: F811
+    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path, version: str,
 ) -> None:
     image = registry.ref("busybox", "1")
     loop = "i=0; while true; do i=$((i+1)); echo tick-$i; echo warn-$i >&2; sleep 0.5; done"
@@ -92,7 +92,7 @@ def test_attach_without_stdin_streams_output_live(
     pytest.param("1.27", marks=pytest.mark.xfail(strict=True, reason="SPDY stdin EOF lost via the API server")),
 ])
 def test_attach_stdin_once_without_tty_sees_eof_after_input(
-    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path, version: str,  # noqa: F811
+    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path, version: str,
 ) -> None:
     image = registry.ref("busybox", "1")
     script = "while read l; do echo got-$l; done; echo stdin-closed"
@@ -105,7 +105,7 @@ def test_attach_stdin_once_without_tty_sees_eof_after_input(
 
 
 def test_attach_stdin_stays_open_without_stdin_once(
-    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path,  # noqa: F811
+    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path,
 ) -> None:
     image = registry.ref("busybox", "1")
     script = "while read l; do echo got-$l; done; echo stdin-closed"
@@ -126,7 +126,7 @@ def test_attach_stdin_stays_open_without_stdin_once(
 
 
 def test_attach_resizes_the_terminal_with_the_python_client(
-    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path,  # noqa: F811
+    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path,
 ) -> None:
     from kubernetes import client
     from kubernetes.stream import stream

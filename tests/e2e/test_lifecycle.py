@@ -13,20 +13,18 @@ failureThreshold: 1`` probes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from peapod.testing.cluster import PeapodCluster
-from peapod.testing.images import busybox_image, push_image
 from peapod.testing.registry import LoopbackRegistry
 
 pytestmark = pytest.mark.skipif(
@@ -46,16 +44,6 @@ SIDE = ("mkdir -p /www && echo hello-www > /www/index.html && httpd -p 8080 -h /
 @pytest.fixture(scope="module")
 def cluster(node_cluster: PeapodCluster) -> PeapodCluster:
     return node_cluster
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[LoopbackRegistry]:
-    reg = LoopbackRegistry().start()
-    try:
-        asyncio.run(push_image(reg.ref("busybox", "1"), busybox_image()))
-        yield reg
-    finally:
-        reg.stop()
 
 
 @pytest.fixture(scope="module")

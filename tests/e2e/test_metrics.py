@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -17,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from peapod.testing.cluster import PeapodCluster
-from peapod.testing.images import busybox_image, push_image
 from peapod.testing.registry import LoopbackRegistry
 from tests.e2e.conftest import write
 
@@ -37,16 +35,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeapodCluster]
         code = c.stop()
         if code not in (0, None):
             print(c.log_tail())
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[LoopbackRegistry]:
-    reg = LoopbackRegistry().start()
-    try:
-        asyncio.run(push_image(reg.ref("busybox", "1"), busybox_image()))
-        yield reg
-    finally:
-        reg.stop()
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from peapod.testing.cluster import PeapodCluster
-from peapod.testing.images import busybox_image, push_image
 from peapod.testing.registry import LoopbackRegistry
 from tests.e2e.conftest import write
 
@@ -26,16 +23,6 @@ pytestmark = pytest.mark.skipif(
 def cluster(node_cluster: PeapodCluster) -> PeapodCluster:
     """This module's tests run pods: the `namespace` fixture uses this cluster too."""
     return node_cluster
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[LoopbackRegistry]:
-    reg = LoopbackRegistry().start()
-    try:
-        asyncio.run(push_image(reg.ref("busybox", "1"), busybox_image()))
-        yield reg
-    finally:
-        reg.stop()
 
 
 def wait_for(cluster: PeapodCluster, namespace: str, pod: str, jsonpath: str, want: str,
