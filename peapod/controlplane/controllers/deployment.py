@@ -39,6 +39,7 @@ from peapod.controlplane.controllers.controller_utils import (
     remove_condition,
     set_condition,
 )
+from peapod.controlplane.controllers.ownership import owner_can_adopt, patch_dependent
 
 log = logging.getLogger(__name__)
 
@@ -180,34 +181,14 @@ class DeploymentController:
                 owned.append(rs)
             elif decision is Claim.ADOPT:
                 if can_adopt is None:
-                    can_adopt = await self._can_adopt(d)
+                    can_adopt = await owner_can_adopt(self.client, DEPLOYMENTS, d)
                 if can_adopt:
-                    adopted = await self._patch_rs(rs, adopt_patch(rs, ref))
+                    adopted = await patch_dependent(self.client, REPLICASETS, rs, adopt_patch(rs, ref))
                     if adopted is not None:
                         owned.append(adopted)
             elif decision is Claim.RELEASE:
-                await self._patch_rs(rs, release_patch(rs, meta(d)["uid"]))
+                await patch_dependent(self.client, REPLICASETS, rs, release_patch(rs, meta(d)["uid"]))
         return owned
-
-    async def _can_adopt(self, d: Obj) -> bool:
-        md = meta(d)
-        try:
-            fresh = await self.client.get(DEPLOYMENTS, md["name"], md.get("namespace"))
-        except ApiError as e:
-            if e.code == 404:
-                return False
-            raise
-        return meta(fresh).get("uid") == md.get("uid") and not meta(fresh).get("deletionTimestamp")
-
-    async def _patch_rs(self, rs: Obj, patch: list[Obj]) -> Obj | None:
-        md = meta(rs)
-        try:
-            return await self.client.patch(REPLICASETS, md["name"], patch, md.get("namespace"),
-                                           patch_type="json")
-        except ApiError as e:
-            if e.code == 404:
-                return None
-            raise
 
     def _pods_by_rs(self, d: Obj, rss: list[Obj]) -> dict[str, list[Obj]]:
         uids = {meta(rs).get("uid"): [] for rs in rss}  # type: dict[str, list[Obj]]

@@ -45,6 +45,7 @@ from peapod.controlplane.controllers.controller_utils import (
     set_condition,
     slow_start_batch,
 )
+from peapod.controlplane.controllers.ownership import owner_can_adopt, patch_dependent
 
 log = logging.getLogger(__name__)
 
@@ -218,35 +219,15 @@ class ReplicaSetController:
                 owned.append(pod)
             elif decision is Claim.ADOPT:
                 if can_adopt is None:
-                    can_adopt = await self._can_adopt(rs)
+                    can_adopt = await owner_can_adopt(self.client, REPLICASETS, rs)
                 if not can_adopt:
                     continue
-                adopted = await self._patch_pod(pod, adopt_patch(pod, ref))
+                adopted = await patch_dependent(self.client, PODS, pod, adopt_patch(pod, ref))
                 if adopted is not None:
                     owned.append(adopted)
             elif decision is Claim.RELEASE:
-                await self._patch_pod(pod, release_patch(pod, meta(rs)["uid"]))
+                await patch_dependent(self.client, PODS, pod, release_patch(pod, meta(rs)["uid"]))
         return owned
-
-    async def _can_adopt(self, rs: Obj) -> bool:
-        """Recheck with a live read: never adopt for a ReplicaSet that is gone or being deleted."""
-        md = meta(rs)
-        try:
-            fresh = await self.client.get(REPLICASETS, md["name"], md.get("namespace"))
-        except ApiError as e:
-            if e.code == 404:
-                return False
-            raise
-        return meta(fresh).get("uid") == md.get("uid") and not meta(fresh).get("deletionTimestamp")
-
-    async def _patch_pod(self, pod: Obj, patch: list[Obj]) -> Obj | None:
-        md = meta(pod)
-        try:
-            return await self.client.patch(PODS, md["name"], patch, md.get("namespace"), patch_type="json")
-        except ApiError as e:
-            if e.code == 404:
-                return None
-            raise  # 409/422: changed under us (a test op failed); the requeued sync decides again
 
     async def _manage_replicas(self, key: str, rs: Obj, pods: list[Obj]) -> None:
         want = int((rs.get("spec") or {}).get("replicas", 1))
