@@ -31,6 +31,7 @@ from typing import Any
 from peapod.clock import Clock, RealClock
 from peapod.node.runtime.attach import STDIN_ONCE_ANNOTATION, AttachConnection
 from peapod.node.runtime.bundle import STDIN_ANNOTATION
+from peapod.node.runtime.filecache import JsonFileCache
 from peapod.node.runtime.logs import parse_timestamp
 from peapod.node.runtime.types import (
     ContainerNotFound,
@@ -100,6 +101,7 @@ class RuncRuntime:
         self.exit_dir = self.data_dir / "exits"
         self.attach_dir = self.data_dir / "attach"
         self.records = self.data_dir / "containers"
+        self._json = JsonFileCache()  # meta.json and runc's state.json, parsed once per change
         for d in (self.runc_root, self.exit_dir, self.attach_dir, self.records):
             d.mkdir(parents=True, exist_ok=True)
 
@@ -112,7 +114,7 @@ class RuncRuntime:
 
     def _meta(self, cid: str) -> dict[str, Any] | None:
         try:
-            return json.loads((self._record(cid) / "meta.json").read_text())
+            return dict(self._json.load(self._record(cid) / "meta.json"))
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
@@ -140,7 +142,7 @@ class RuncRuntime:
     async def _runc_state(self, cid: str) -> dict[str, Any] | None:
         """What `runc state` prints, read from runc's own state file without a process per call
         (the agent asks for every container every second); `runc state` only as a fallback."""
-        fast = read_runc_state(self.runc_root, cid)
+        fast = read_runc_state(self.runc_root, cid, self._json)
         if fast is not _UNREADABLE:
             return fast  # type: ignore[return-value]
         rc, out, _err = await self._runc("state", cid, check=False)
@@ -299,6 +301,8 @@ class RuncRuntime:
         self._remove_files(container_id)
 
     def _remove_files(self, cid: str) -> None:
+        self._json.forget(self._record(cid) / "meta.json")
+        self._json.forget(self.runc_root / cid / "state.json")
         shutil.rmtree(self._record(cid), ignore_errors=True)
         for p in (self.exit_dir / cid, self.attach_dir / cid):
             with contextlib.suppress(FileNotFoundError):
@@ -453,14 +457,14 @@ def _proc_start_time(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
-def read_runc_state(runc_root: Path, cid: str) -> dict[str, Any] | object | None:
+def read_runc_state(runc_root: Path, cid: str, cache: JsonFileCache | None = None) -> dict[str, Any] | object | None:
     """runc's view of a container from ``<root>/<id>/state.json``, computed as runc does: the init
     process gone (or its PID reused) means stopped; an exec FIFO still present means created (not
     started). Returns None when the container does not exist, ``_UNREADABLE`` when the file cannot
     be used (the caller asks runc)."""
     d = runc_root / cid
     try:
-        raw = json.loads((d / "state.json").read_text())
+        raw = cache.load(d / "state.json") if cache is not None else json.loads((d / "state.json").read_text())
     except FileNotFoundError:
         return None
     except (json.JSONDecodeError, OSError):
