@@ -73,13 +73,16 @@ def _ssl(ctx: ApiContext) -> ssl.SSLContext | bool | None:
     return ctx.node_client_ssl if ctx.node_client_ssl is not None else True
 
 
-def _forward_headers(ctx: ApiContext, request: web.Request) -> dict[str, str]:
-    out = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+def _forward_headers(ctx: ApiContext, request: web.Request) -> list[tuple[str, str]]:
+    """The request's end-to-end headers, repeated ones kept: kubectl offers each stream protocol in a
+    header of its own (``X-Stream-Protocol-Version: v4.channel.k8s.io``, ... ``channel.k8s.io``), and
+    keeping only the last would make the node pick v1, whose clients never close stdin."""
+    out = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP and k.lower() != "x-remote-user"]
     if ctx.node_auth_header:
-        out["Authorization"] = ctx.node_auth_header
+        out.append(("Authorization", ctx.node_auth_header))
     user = request.get("user")
     if isinstance(user, dict) and user.get("username"):
-        out["X-Remote-User"] = str(user["username"])
+        out.append(("X-Remote-User", str(user["username"])))
     return out
 
 
@@ -194,7 +197,7 @@ async def _proxy_upgrade(ctx: ApiContext, request: web.Request, host: str, port:
         raise _unavailable(f"error dialing node agent at {host}:{port}: {e}") from None
     try:
         head = [f"{request.method} {request.raw_path} HTTP/1.1", f"Host: {_url_host(host)}:{port}"]
-        for k, v in _forward_headers(ctx, request).items():
+        for k, v in _forward_headers(ctx, request):
             head.append(f"{k}: {v}")
         head += ["Connection: Upgrade", f"Upgrade: {request.headers['Upgrade']}"]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))

@@ -85,12 +85,9 @@ def test_attach_without_stdin_streams_output_live(
                            "jsonpath={.status.phase}").stdout == "Running"
 
 
-@pytest.mark.parametrize("version", [
-    "1.33",
-    # kubectl 1.27 (SPDY) half-closes stdin, but through the real API server the EOF never reaches
-    # the agent's session: `kubectl.1.27 exec -i POD -- cat` hangs the same way (not attach-specific).
-    pytest.param("1.27", marks=pytest.mark.xfail(strict=True, reason="SPDY stdin EOF lost via the API server")),
-])
+# kubectl 1.27 (SPDY) closes stdin only with protocol v2 and later: it offers each version in a header of
+# its own, and the API server must pass them all on (keeping the last one alone made the node pick v1).
+@pytest.mark.parametrize("version", VERSIONS)
 def test_attach_stdin_once_without_tty_sees_eof_after_input(
     cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path, version: str,
 ) -> None:
@@ -148,3 +145,15 @@ def test_attach_resizes_the_terminal_with_the_python_client(
         assert "37 101" in out, out
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_exec_with_piped_stdin_ends_at_its_eof(
+    cluster: PeapodCluster, namespace: str, registry: LoopbackRegistry, tmp_path: Path, version: str,
+) -> None:
+    image = registry.ref("busybox", "1")
+    _pod(cluster, namespace, tmp_path, f"sleeper-{version.replace('.', '-')}",
+         {"image": image, "command": ["sleep", "3600"]})
+    r = cluster.kubectl("exec", "-i", "-n", namespace, f"sleeper-{version.replace('.', '-')}", "--", "cat",
+                        version=version, input="piped\n", timeout=20)
+    assert (r.returncode, r.stdout) == (0, "piped\n"), r.stderr
