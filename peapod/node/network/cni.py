@@ -44,6 +44,11 @@ class CniConfig:
     portmap: bool = True
     ifname: str = "eth0"
     extra_plugins: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    # Multi-node: the whole cluster's pod range (``subnet`` is this node's share of it). Pod traffic
+    # to it must keep its source IP, so the bridge plugin's per-pod masquerade (which NATs all but
+    # the node's own subnet) stays off; CrossNodeNetwork(masquerade=True) NATs only traffic leaving
+    # the cluster CIDR. Pods without a default route get a route to it via the bridge.
+    cluster_cidr: str | None = None
 
     @property
     def ipam_dir(self) -> str:
@@ -55,17 +60,26 @@ class CniConfig:
 
 
 def build_conflist(cfg: CniConfig) -> dict[str, Any]:
-    ipaddress.ip_network(cfg.subnet)  # validate
+    subnet = ipaddress.ip_network(cfg.subnet)  # validate
+    routes = [{"dst": "0.0.0.0/0"}] if cfg.default_route else []
+    ip_masq = cfg.ip_masq
+    if cfg.cluster_cidr:
+        cluster = ipaddress.ip_network(cfg.cluster_cidr)
+        if subnet.version != cluster.version or not subnet.subnet_of(cluster):  # type: ignore[arg-type]
+            raise ValueError(f"pod subnet {cfg.subnet} is not inside the cluster CIDR {cfg.cluster_cidr}")
+        ip_masq = False
+        if not cfg.default_route:
+            routes = [{"dst": str(cluster)}]
     bridge: dict[str, Any] = {
         "type": "bridge",
         "bridge": cfg.bridge,
         "isGateway": cfg.is_gateway,
-        "ipMasq": cfg.ip_masq,
+        "ipMasq": ip_masq,
         "hairpinMode": cfg.hairpin,
         "ipam": {
             "type": "host-local",
             "ranges": [[{"subnet": cfg.subnet}]],
-            "routes": [{"dst": "0.0.0.0/0"}] if cfg.default_route else [],
+            "routes": routes,
             "dataDir": cfg.ipam_dir,
         },
     }
