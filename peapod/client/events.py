@@ -2,11 +2,16 @@
 
 Repeats of the same (object, type, reason, message) within the aggregation window are folded
 into one Event whose ``count`` and ``lastTimestamp`` grow, as Kubernetes' correlator does.
-Recording never raises: events are best-effort.
+Recording never raises: events are best-effort. An ``asynchronous`` recorder (the node agent's)
+returns at once and sends from a queue in the background, in order, like client-go's broadcaster,
+so a pod's start never waits for its "Created" and "Started" events to be written; when the queue
+is full, events are dropped (and counted).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from datetime import datetime, timedelta
@@ -23,6 +28,7 @@ AGGREGATION_WINDOW = timedelta(minutes=10)
 # client-go's spam filter: per involved object, a burst of 25 events, then one per 5 minutes.
 SPAM_BURST = 25
 SPAM_REFILL_SECONDS = 300.0
+QUEUE_SIZE = 1000  # client-go's broadcaster buffers 1000 events
 
 
 class SpamFilter:
@@ -55,22 +61,64 @@ def object_reference(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 class EventRecorder:
-    def __init__(self, client: ApiClient, *, component: str, clock: Clock, host: str = "") -> None:
+    def __init__(self, client: ApiClient, *, component: str, clock: Clock, host: str = "",
+                 asynchronous: bool = False) -> None:
         self.client = client
         self.component = component
         self.host = host
         self.clock = clock
+        self.asynchronous = asynchronous
+        self.dropped = 0
         self._seen: dict[tuple[str, ...], tuple[str, str, int, datetime]] = {}
         self._spam = SpamFilter()
+        self._queue: asyncio.Queue[tuple[Any, ...]] | None = None
+        self._sender: asyncio.Task[None] | None = None
 
     async def record(
         self, obj: dict[str, Any], type_: str, reason: str, message: str, *, field_path: str = ""
     ) -> None:
+        if not self.asynchronous:
+            await self._send(obj, type_, reason, message, field_path, self.clock.now())
+            return
+        if self._queue is None:
+            self._queue = asyncio.Queue(QUEUE_SIZE)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_queued(), name="event-sender")
+        try:
+            self._queue.put_nowait((obj, type_, reason, message, field_path, self.clock.now()))
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def _send_queued(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = await self._queue.get()
+            try:
+                await self._send(*item)
+            finally:
+                self._queue.task_done()
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait (at most ``timeout`` seconds) until every queued event was sent."""
+        if self._queue is not None and self._sender is not None and not self._sender.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), timeout)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Send what is queued (within ``timeout``), then stop the background sender."""
+        await self.flush(timeout)
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sender
+            self._sender = None
+
+    async def _send(self, obj: dict[str, Any], type_: str, reason: str, message: str, field_path: str,
+                    now: datetime) -> None:
         ref = object_reference(obj)
         if field_path:
             ref["fieldPath"] = field_path
         ns = ref.get("namespace") or "default"
-        now = self.clock.now()
         if not self._spam.allow(ref["uid"] or f"{ns}/{ref['name']}", self.clock.monotonic()):
             return
         key = (ref["uid"], ref.get("fieldPath", ""), type_, reason, message)
@@ -100,5 +148,5 @@ class EventRecorder:
                 self._seen.pop(next(iter(self._seen)))
         except ApiError as e:
             log.debug("event %s/%s not recorded: %s", reason, ref["name"], e.message)
-        except OSError as e:
+        except (OSError, TimeoutError) as e:
             log.debug("event %s/%s not recorded: %s", reason, ref["name"], e)

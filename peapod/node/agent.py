@@ -155,6 +155,7 @@ class Agent:
         self._last_states: dict[str, tuple[str, int | None]] = {}
         self._started = False
         self.image_api: Any = None
+        self.recorder: EventRecorder | None = None
         self.metrics = AgentMetrics()  # served on /metrics
         self.stats: StatsSampler | None = None  # served on /stats/summary
 
@@ -181,8 +182,10 @@ class Agent:
             return cur.get("status") or {}
 
         self.status = StatusManager(self.client, clock=self.clock, api_status=api_status)
-        recorder = EventRecorder(self.client, component="kubelet", clock=self.clock, host=cfg.node_name) \
-            if cfg.record_events else None
+        # Events go out in the background: a pod's start never waits for its events to be written.
+        recorder = EventRecorder(self.client, component="kubelet", clock=self.clock, host=cfg.node_name,
+                                 asynchronous=True) if cfg.record_events else None
+        self.recorder = recorder
         self.executor = PodExecutor(
             data_dir=self.data_dir, runtime=cfg.runtime, sandboxes=cfg.sandboxes, network=cfg.network,
             images=CountingImages(cfg.images, self.metrics), client=self.client, status=self.status,
@@ -278,6 +281,8 @@ class Agent:
             if self.config.cgroups is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self.config.cgroups.remove_parent_if_empty)
+        if self.recorder is not None:
+            await self.recorder.close(timeout=2.0)
         if self.status is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.status.flush(), 5)

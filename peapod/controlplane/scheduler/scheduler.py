@@ -69,7 +69,7 @@ class Scheduler:
             self.snapshot, rng=rng, percentage_of_nodes_to_score=percentage_of_nodes_to_score,
         )
         self.queue = queue or SchedulingQueue(clock=clock)
-        self.recorder = EventRecorder(client, component=name, clock=clock)
+        self.recorder = EventRecorder(client, component=name, clock=clock, asynchronous=True)
         self.pods = Informer(client, PODS, clock=clock)
         self.nodes = Informer(client, NODES, clock=clock)
         self.namespaces = Informer(client, NAMESPACES, clock=clock)
@@ -94,6 +94,7 @@ class Scheduler:
             for t in informers + list(self._tasks):
                 t.cancel()
             await asyncio.gather(*informers, *self._tasks, return_exceptions=True)
+            await self.recorder.close(timeout=1.0)
 
     async def schedule_one(self) -> Outcome | None:
         """Take the next pod from the queue and schedule it (the binding continues in the background)."""
