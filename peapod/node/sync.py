@@ -536,11 +536,15 @@ class PodExecutor:
             if prepared is None:
                 self._set_status(pod, await self.observe(pod), waiting)
                 return SyncResult(requeue_after=2.0)
-            for s in act.start:
-                ok = await self._start(pod, s, prepared, waiting, ps)
-                if not ok and s.name not in waiting:
-                    requeue = 0.0  # it could not run (a new exited instance): plan again now
-                if not ok and s.kind != "app":
+            for group in self._start_groups(pod, act.start):
+                if len(group) == 1:
+                    oks = [await self._start(pod, group[0], prepared, waiting, ps)]
+                else:
+                    oks = await asyncio.gather(*(self._start(pod, s, prepared, waiting, ps) for s in group))
+                for s, ok in zip(group, oks, strict=True):
+                    if not ok and s.name not in waiting:
+                        requeue = 0.0  # it could not run (a new exited instance): plan again now
+                if any(not ok and s.kind != "app" for s, ok in zip(group, oks, strict=True)):
                     break  # init containers and sidecars start in order
             for b in ps.backoff.values():
                 left = b.until - self.clock.monotonic()
@@ -548,6 +552,35 @@ class PodExecutor:
                     requeue = left if requeue is None else min(requeue, left)
         self._set_status(pod, await self.observe(pod), waiting)
         return SyncResult(requeue_after=requeue)
+
+    def _start_groups(self, pod: Obj, starts: Sequence[StartContainer]) -> list[list[StartContainer]]:
+        """Containers to start together. Init containers and sidecars go one at a time, in order; app
+        containers whose image is already here are created side by side (runc's work for one does not
+        wait for another's), but one with a postStart hook ends its group: as in kubelet, the next
+        container starts only once that hook completed. A container that may pull starts alone."""
+        groups: list[list[StartContainer]] = []
+        batch: list[StartContainer] = []
+        for s in starts:
+            c = _container_spec(pod, s.name) or {}
+            ref = c.get("image", "")
+            try:
+                local = (c.get("imagePullPolicy") or default_pull_policy(ref)) != "Always" and \
+                    self.images.get(ref) is not None
+            except Exception:  # an invalid reference: _start reports it
+                local = False
+            if s.kind != "app" or not local:
+                if batch:
+                    groups.append(batch)
+                    batch = []
+                groups.append([s])
+                continue
+            batch.append(s)
+            if (c.get("lifecycle") or {}).get("postStart"):
+                groups.append(batch)
+                batch = []
+        if batch:
+            groups.append(batch)
+        return groups
 
     @staticmethod
     def _admit(pod: Obj, obs: Observed) -> tuple[str, str] | None:
