@@ -5,38 +5,49 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from peapod.testing.cluster import STARTED_BRIDGES, PeapodCluster
 from peapod.testing.images import busybox_image, push_image
+from peapod.testing.pytest_plugin import (  # the plugin's fixtures (also active through its pytest11 entry point)
+    PeapodLauncher,
+    PeapodSettings,
+    peapod_cluster,
+    peapod_launcher,
+    peapod_namespace,
+    settings_from_config,
+)
 from peapod.testing.registry import LoopbackRegistry
 
+__all__ = ["peapod_cluster", "peapod_launcher", "peapod_namespace", "write"]
+
 _counter = itertools.count()
+LOOPBACK = ("127.0.0.1", "localhost")
 
 
-def running(path: Path, command: str) -> Iterator[PeapodCluster]:
-    c = PeapodCluster(path, command=command)
-    c.start()
-    try:
-        yield c
-    finally:
-        code = c.stop()
-        if code not in (0, None):
-            print(c.log_tail())
+@pytest.fixture(scope="session")
+def peapod_settings(pytestconfig: pytest.Config) -> PeapodSettings:
+    """The plugin's settings, except that the project's tests pull only from loopback registries
+    (unless --peapod-allowed-registry says otherwise): no test ever contacts a registry off the machine."""
+    s = settings_from_config(pytestconfig)
+    return s if s.allowed_registries else replace(s, allowed_registries=LOOPBACK)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeapodCluster]:
+def cluster(peapod_launcher: PeapodLauncher) -> Iterator[PeapodCluster]:
     """The control plane alone (`peapod server`): API behaviour, no pods are run."""
-    yield from running(tmp_path_factory.mktemp("peapod"), "server")
+    with peapod_launcher.start("server") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
-def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PeapodCluster]:
-    """A single-node cluster (`peapod up`) that runs pods for real (root)."""
-    yield from running(tmp_path_factory.mktemp("peapod"), "up")
+def node_cluster(peapod_launcher: PeapodLauncher) -> Iterator[PeapodCluster]:
+    """A single-node cluster (`peapod up`) of this module's own that runs pods for real (root)."""
+    with peapod_launcher.start("up") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
