@@ -7,7 +7,7 @@ APT_PACKAGES := runc conmon containernetworking-plugins catatonit iproute2 iptab
 DATA_DIR ?= /var/lib/peapod
 PORT ?= 6443
 
-.PHONY: install apt venv run test test-unit lint bench clean
+.PHONY: install apt venv run test test-unit lint bench clean robustness
 
 install: apt venv
 
@@ -36,6 +36,11 @@ lint: venv
 
 test: install lint
 	$(VENV)/bin/python -m pytest -q -ra tests
+
+# The whole robustness suite, long runs included (seed: PEAPOD_ROBUSTNESS_SEED, traffic seconds per run:
+# PEAPOD_ROBUSTNESS_DURATION; histories and logs land in /tmp/peapod-robustness). `make test` runs the short mode.
+robustness: install
+	PEAPOD_ROBUSTNESS_LONG=1 $(VENV)/bin/python -m pytest -q -ra -s tests/robustness
 
 test-unit: venv
 	$(VENV)/bin/python -m pytest -q tests/unit

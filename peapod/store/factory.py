@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from peapod.store.base import Store
+from peapod.store.faults import wrap_from_env
 
 ACCEPTED = "sqlite, sqlite:///ABS/PATH, etcd://HOST:PORT[,HOST:PORT...] or etcd+https://HOST:PORT[,...]"
 _ETCD_SCHEMES = {"etcd": "http", "etcd+http": "http", "etcd+https": "https"}
@@ -54,8 +55,9 @@ async def open_store(spec: str | None, data_dir: Path) -> Store:
     if parsed.kind == "etcd":
         from peapod.store.etcd import EtcdStore  # only etcd users pay for its imports
 
-        return await EtcdStore.open(list(parsed.endpoints))
+        return wrap_from_env(await EtcdStore.open(list(parsed.endpoints)))
     from peapod.store.sqlite import SQLiteStore
 
     assert parsed.path is not None
-    return await SQLiteStore.open(parsed.path)
+    # Test-only: PEAPOD_FAULT_STORE_DELAY_MS makes the store slow (robustness suite); unset, a no-op.
+    return wrap_from_env(await SQLiteStore.open(parsed.path))
