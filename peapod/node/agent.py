@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import re
 import shutil
 import socket
 import ssl
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 PODS = resource("", "v1", "pods")
 Obj = dict[str, Any]
 UID_LEN = 36  # Kubernetes UIDs are RFC 4122 strings; container ids start with them
+_POD_CONTAINER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-.+-[0-9]+$")
 
 
 CONTAINER_LOG_MAX_SIZE = 10 * 1024 * 1024
@@ -395,6 +397,12 @@ class Agent:
                         await cfg.runtime.remove(st.id)
                     with contextlib.suppress(Exception):
                         await cfg.images.release_rootfs(st.id)
+        for cid in getattr(cfg.images, "rootfs_ids", list)():
+            # pods' containers only (``<uid>-<name>-<attempt>``): `peapod build` mounts others
+            if _POD_CONTAINER_ID.match(cid) and _uid_of(cid) not in keep:
+                log.info("removing stray rootfs %s", cid)
+                with contextlib.suppress(Exception):
+                    await cfg.images.release_rootfs(cid)
         recorded = getattr(cfg.network, "recorded_pods", lambda: [])()
         for uid in set(cfg.sandboxes.list_uids()) | set(recorded):
             if uid not in keep:

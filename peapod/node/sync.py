@@ -1019,8 +1019,7 @@ class PodExecutor:
         await self._teardown_sandbox(pod)
         pod_dir = self.pod_dir(uid)
         await asyncio.to_thread(teardown_volumes, uid, pod_dir, mounter=self.mounter)
-        for r in self.records(uid):
-            await self.images.release_rootfs(r["id"])
+        await self._release_rootfs_of(uid)
         if not full:
             self._set_status(pod, obs, {}, terminal=True, sandbox_ready=False)
             return False
@@ -1036,6 +1035,16 @@ class PodExecutor:
         self.status.forget(uid)
         return True
 
+    async def _release_rootfs_of(self, uid: str) -> None:
+        """Release every rootfs of pod ``uid``: those its records name, and any a crash left without
+        a record (the agent died between mounting a rootfs and recording its container)."""
+        ids = {r["id"] for r in self.records(uid)}
+        listed = getattr(self.images, "rootfs_ids", None)
+        if listed is not None:
+            ids |= {cid for cid in listed() if cid.startswith(uid + "-")}
+        for cid in sorted(ids):
+            await self.images.release_rootfs(cid)
+
     async def remove_orphan(self, uid: str) -> None:
         """Remove whatever this node holds of pod ``uid`` (no API object any more)."""
         if self.probes is not None:
@@ -1043,8 +1052,8 @@ class PodExecutor:
         for r in self.records(uid):
             with contextlib.suppress(ContainerRuntimeError):
                 await self.runtime.remove(r["id"])
-            with contextlib.suppress(Exception):
-                await self.images.release_rootfs(r["id"])
+        with contextlib.suppress(Exception):
+            await self._release_rootfs_of(uid)
         sb = self.sandboxes.get(uid)
         with contextlib.suppress(NetworkError):
             await self.network.teardown(uid, sb.netns_path if sb else None)

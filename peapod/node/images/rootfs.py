@@ -70,6 +70,10 @@ class RootfsManager:
             raise ImageError(f"invalid container id {container_id!r}")
         return self.containers_dir / container_id
 
+    def ids(self) -> list[str]:
+        """Every container id with a rootfs directory (prepared, or half-made by a crash)."""
+        return sorted(d.name for d in self.containers_dir.iterdir() if d.is_dir() and _ID.match(d.name))
+
     def in_use(self) -> dict[str, tuple[str, list[str]]]:
         """container id -> (image id, chain ids) for every prepared rootfs."""
         out: dict[str, tuple[str, list[str]]] = {}

@@ -354,6 +354,10 @@ class OciImageService:
         async with self._index_lock:
             await asyncio.to_thread(self.rootfs.release, container_id)
 
+    def rootfs_ids(self) -> list[str]:
+        """Container ids that hold a rootfs (the agent releases those of pods it no longer runs)."""
+        return self.rootfs.ids()
+
     # -- removal and garbage collection ------------------------------------------------------
     async def remove(self, ref: str) -> None:
         async with self._index_lock:

@@ -368,10 +368,16 @@ async def test_failed_init_container_backs_off(agent: Agent, parts: Parts, clien
 EVENTS = resource("", "v1", "events")
 
 
-async def event_messages(client: ApiClient, name: str, reason: str) -> list[str]:
-    got = await client.list(EVENTS, "default")
-    return [e["message"] for e in got["items"]
-            if e["involvedObject"]["name"] == name and e["reason"] == reason]
+async def event_messages(client: ApiClient, name: str, reason: str, timeout: float = 5.0) -> list[str]:
+    """The messages of the pod's events with ``reason``, waiting (up to ``timeout``) for at least one:
+    the agent sends events in the background, after the status that caused them may be visible."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = await client.list(EVENTS, "default")
+        msgs = [e["message"] for e in got["items"] if e["involvedObject"]["name"] == name and e["reason"] == reason]
+        if msgs or asyncio.get_running_loop().time() > deadline:
+            return msgs
+        await asyncio.sleep(0.05)
 
 
 async def create_bound(client: ApiClient, p: dict[str, Any]) -> str:
