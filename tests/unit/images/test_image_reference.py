@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from peapod.node.images.errors import InvalidReferenceError
@@ -77,6 +77,9 @@ _digest = st.one_of(st.none(), st.from_regex(r"sha256:[a-f0-9]{64}", fullmatch=T
 
 @given(_registry, st.lists(_component, min_size=1, max_size=3), _tag, _digest)
 def test_canonical_form_round_trips(registry, parts, tag, digest):
+    # Without a registry, a first component with a dot is read as a domain (as Docker does): "0_0.0/x"
+    # is then an invalid domain, not a repository path, so such names are not round-trip candidates.
+    assume(registry or len(parts) == 1 or "." not in parts[0])
     text = registry + "/".join(parts) + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
     ref = parse_reference(text)
     assert parse_reference(str(ref)) == ref
