@@ -2,12 +2,12 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := runc conmon containernetworking-plugins catatonit iproute2 iptables util-linux \
+APT_PACKAGES := python3-venv runc conmon containernetworking-plugins catatonit iproute2 iptables util-linux \
 	docker-registry etcd-server etcd-client skopeo umoci busybox-static
 DATA_DIR ?= /var/lib/peapod
 PORT ?= 6443
 
-.PHONY: install apt venv run test test-unit lint bench clean robustness
+.PHONY: install apt venv run test test-unit lint bench bench-smoke clean robustness
 
 install: apt venv
 
@@ -28,8 +28,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-run: install
-	$(VENV)/bin/peapod up --data-dir $(DATA_DIR) --port $(PORT)
+# make run: a single-node cluster, the example web app built and deployed, until Ctrl-C.
+# DATA_DIR= PORT= set where; RUN_ARGS= passes more flags (e.g. --bridge, --pod-cidr); VENV=DIR on the
+# command line uses that environment as it is (no pip run).
+run: apt $(if $(filter command line,$(origin VENV)),,venv)
+	$(VENV)/bin/peapod run-example examples/webapp --data-dir $(DATA_DIR) --port $(PORT) $(RUN_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check peapod tests bench
@@ -41,6 +44,16 @@ test: install lint
 # PEAPOD_ROBUSTNESS_DURATION; histories and logs land in /tmp/peapod-robustness). `make test` runs the short mode.
 robustness: install
 	PEAPOD_ROBUSTNESS_LONG=1 $(VENV)/bin/python -m pytest -q -ra -s tests/robustness
+
+# make bench (root): every benchmark at full size, peapod against podman (apt-installed if missing) and the
+# runc + CNI floor; writes bench/results/<date>.json, docs/bench/*.png and docs/bench/README.md. About an hour
+# on 2 cores; run it on a quiet machine. make bench-smoke: tiny sizes in about 2 minutes, output under
+# /tmp/peapod-bench-smoke. BENCH_ARGS= passes more flags (e.g. --only podstart,controlplane --no-profile).
+bench: install
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-smoke: install
+	$(PY) bench/run.py --smoke $(BENCH_ARGS)
 
 test-unit: venv
 	$(VENV)/bin/python -m pytest -q tests/unit

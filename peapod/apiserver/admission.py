@@ -1,4 +1,8 @@
-"""PodSecurity admission: kube-apiserver's built-in Pod Security Standards enforcement.
+"""Admission: ServiceAccount (mutating, pod create), RBAC escalation prevention, and PodSecurity.
+
+ServiceAccount admission (:func:`peapod.apiserver.serviceaccounts.admit_pod`) runs first on a pod
+create; RBAC writes go through :mod:`peapod.apiserver.rbac_escalation`. The rest of this module is
+PodSecurity, kube-apiserver's built-in Pod Security Standards enforcement.
 
 Runs as a validating step after defaulting and validation (see ``rest.create``/``rest.update``):
 
@@ -18,6 +22,9 @@ import logging
 from typing import Any
 
 from peapod.api import errors
+from peapod.api.defaults import DEFAULT_TOLERATION_SECONDS
+from peapod.api.defaults import TAINT_NOT_READY as DEFAULT_TAINT_NOT_READY
+from peapod.api.defaults import TAINT_UNREACHABLE as DEFAULT_TAINT_UNREACHABLE
 from peapod.api.podsecurity import (
     PRIVILEGED,
     LevelVersion,
@@ -31,9 +38,11 @@ from peapod.api.podsecurity import (
     policy_from_labels,
 )
 from peapod.api.resources import REGISTRY, ResourceInfo
+from peapod.apiserver import rbac_escalation
 from peapod.apiserver.checks import WriteOptions
 from peapod.apiserver.codec import from_storage
 from peapod.apiserver.context import ApiContext
+from peapod.apiserver.serviceaccounts import admit_pod as admit_service_account
 from peapod.apiserver.storage import decode
 
 log = logging.getLogger(__name__)
@@ -72,9 +81,19 @@ async def admit(
 ) -> None:
     """Check one create (``old`` None) or update; raises ApiError to reject, appends warnings to ``opts``."""
     key = (info.group, info.kind)
+    if info.group == rbac_escalation.GROUP and mode == "main":
+        await rbac_escalation.admit(info.resource, namespace, obj, old)
     if key == ("", "Pod"):
+        if old is None and mode == "main" and namespace:
+            await admit_service_account(ctx, namespace, obj)  # mutating: before the validating checks
+        if old is None and mode == "main":  # mutating: DefaultTolerationSeconds with the configured seconds
+            default_toleration_seconds(obj, ctx.default_not_ready_toleration_seconds,
+                                       ctx.default_unreachable_toleration_seconds)
         if mode in ("main", "ephemeralcontainers") and (old is None or _significant_pod_update(obj, old)):
             await _admit_pod(ctx, namespace, obj, opts)
+    elif key == ("", "Node"):
+        if old is None and mode == "main":
+            node_restriction_create(obj)
     elif key == ("", "Namespace"):
         if mode == "main":
             await _admit_namespace(ctx, obj, old, opts)
@@ -83,6 +102,35 @@ async def admit(
 
 
 # -- pods and workloads ----------------------------------------------------------------------------
+
+
+def node_restriction_create(node: dict[str, Any]) -> None:
+    """NodeRestriction: a node (``system:node:<name>``) may create only its own Node object."""
+    from peapod.apiserver.authz import node_name
+
+    state = rbac_escalation.REQUEST_AUTH.get()
+    if state is None:
+        return
+    requester = node_name(state[0])
+    name = (node.get("metadata") or {}).get("name")
+    if requester is not None and name != requester:
+        raise errors.ApiError(403, "Forbidden", f'nodes "{name}" is forbidden: node "{requester}" is not allowed '
+                                                f'to modify node "{name}"', {"name": name, "kind": "nodes"})
+
+
+def default_toleration_seconds(pod: dict[str, Any], not_ready: int, unreachable: int) -> None:
+    """DefaultTolerationSeconds with kube-apiserver's ``--default-not-ready-toleration-seconds`` and
+    ``--default-unreachable-toleration-seconds``. Defaulting (:func:`peapod.api.defaults.default_pod`)
+    already added the two NoExecute tolerations with kube's 300 s to a new pod that lacked them; this
+    sets the configured seconds on those added entries (an entry the user wrote identically is
+    indistinguishable and gets them too)."""
+    wanted = {DEFAULT_TAINT_NOT_READY: not_ready, DEFAULT_TAINT_UNREACHABLE: unreachable}
+    for t in (pod.get("spec") or {}).get("tolerations") or []:
+        if not isinstance(t, dict) or t.get("key") not in wanted:
+            continue
+        if t.get("operator") == "Exists" and t.get("effect") == "NoExecute" and \
+                t.get("tolerationSeconds") == DEFAULT_TOLERATION_SECONDS and len(t) == 4:
+            t["tolerationSeconds"] = wanted[t["key"]]
 
 
 async def _namespace_policy(ctx: ApiContext, namespace: str) -> tuple[Policy, list[errors.FieldError]]:

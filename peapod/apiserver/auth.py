@@ -1,6 +1,7 @@
 """Authentication: bearer tokens and client certificates, as kube-apiserver does them.
 
-Anonymous requests get 401 except for the health and version endpoints. An authenticated request
+Anonymous requests get 401 except for the health and version endpoints and ``/cacerts`` (the
+cluster CA, which joining nodes check against the pin of their join token). An authenticated request
 carries ``request["user"] = {"username": ..., "groups": [...]}`` for the handlers (managedFields,
 access reviews) and for authorization.
 """
@@ -21,7 +22,7 @@ from aiohttp import web
 
 from peapod.api.errors import unauthorized
 
-PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/version"})
+PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/version", "/cacerts"})
 AUTHENTICATED = "system:authenticated"
 MASTERS = "system:masters"
 

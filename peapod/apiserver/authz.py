@@ -26,6 +26,7 @@ from peapod.api.errors import ApiError
 from peapod.api.resources import REGISTRY
 from peapod.apiserver.auth import MASTERS
 from peapod.apiserver.rbac import RBACAuthorizer, RBACCache, Request
+from peapod.apiserver.rbac_escalation import REQUEST_AUTH
 from peapod.apiserver.requestinfo import parse_resource_path
 from peapod.store.base import Store
 
@@ -275,6 +276,8 @@ class Authorizer:
 
 
 AUTHORIZER: web.AppKey[Authorizer] = web.AppKey("peapod_authorizer", Authorizer)
+# The authorization decision of the request (the audit log records it).
+DECISION: web.RequestKey[Decision] = web.RequestKey("peapod_authz_decision", Decision)
 
 
 def install_authorizer(app: web.Application, authorizer: Authorizer) -> None:
@@ -304,8 +307,13 @@ def authz_middleware(authorizer: Authorizer) -> Callable[[web.Request, Any], Awa
             return await handler(request)
         attrs = request_attributes(request)
         decision = await authorizer.authorize(user, attrs)
+        request[DECISION] = decision
         if decision.allowed:
-            return await handler(request)
+            token = REQUEST_AUTH.set((user, authorizer))  # escalation checks in admission read it
+            try:
+                return await handler(request)
+            finally:
+                REQUEST_AUTH.reset(token)
         err = forbidden(user.get("username", ""), attrs)
         return web.Response(status=403, body=json.dumps(err.status()).encode(), content_type="application/json")
 

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_VALIDITY = dt.timedelta(days=3650)
@@ -29,7 +31,8 @@ class TLSFiles:
     key: Path
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, readable by the owner only."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -39,13 +42,15 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
 
 
-def _make_ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def make_ca(now: dt.datetime | None = None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A fresh self-signed cluster CA (EC P-256, ten years)."""
+    now = now or dt.datetime.now(dt.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"peapod-ca@{int(now.timestamp())}")])
     cert = (
@@ -92,9 +97,31 @@ def issue_cert(
     client: bool = False,
     now: dt.datetime | None = None,
 ) -> tuple[bytes, bytes]:
-    """Issue a leaf certificate; returns (cert PEM, key PEM)."""
-    now = now or dt.datetime.now(dt.UTC)
+    """Issue a leaf certificate with a fresh key; returns (cert PEM, key PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
+    cert_pem = sign_public_key(
+        ca_cert, ca_key, key.public_key(), common_name, hosts=hosts, organizations=organizations,
+        server=server, client=client, now=now,
+    )
+    return cert_pem, private_key_pem(key)
+
+
+def sign_public_key(
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    public_key: CertificatePublicKeyTypes,
+    common_name: str,
+    *,
+    hosts: list[str] = (),  # type: ignore[assignment]
+    organizations: list[str] = (),  # type: ignore[assignment]
+    server: bool = True,
+    client: bool = False,
+    now: dt.datetime | None = None,
+    validity: dt.timedelta = CERT_VALIDITY,
+) -> bytes:
+    """A leaf certificate (PEM) for someone else's key, e.g. the public key of a node's CSR; the
+    subject and usages are the caller's decision, never the requester's."""
+    now = now or dt.datetime.now(dt.UTC)
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
     attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
     usages = []
@@ -106,10 +133,10 @@ def issue_cert(
         x509.CertificateBuilder()
         .subject_name(x509.Name(attrs))
         .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + CERT_VALIDITY)
+        .not_valid_after(now + validity)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(
@@ -118,17 +145,29 @@ def issue_cert(
     )
     if hosts:
         builder = builder.add_extension(x509.SubjectAlternativeName(_sans(list(hosts))), critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
-def _cert_covers(path: Path, hosts: list[str], now: dt.datetime) -> bool:
+def issued_by(cert: x509.Certificate, ca_path: Path) -> bool:
+    """Whether ``cert`` was signed by the CA at ``ca_path`` (a CA replaced by the cluster's shared
+    one makes every certificate of the old one stale)."""
+    try:
+        ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+        cert.verify_directly_issued_by(ca)
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _cert_covers(path: Path, hosts: list[str], now: dt.datetime, ca_path: Path | None = None) -> bool:
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (OSError, ValueError, x509.ExtensionNotFound):
         return False
     if cert.not_valid_after_utc - now < dt.timedelta(days=30):
+        return False
+    if ca_path is not None and not issued_by(cert, ca_path):
         return False
     have = {str(v) for v in san.get_values_for_type(x509.IPAddress)}
     have |= set(san.get_values_for_type(x509.DNSName))
@@ -149,15 +188,15 @@ def ensure_tls(tls_dir: Path, hosts: list[str], now: dt.datetime | None = None) 
     os.chmod(tls_dir, 0o700)
     files = TLSFiles(tls_dir / "ca.crt", tls_dir / "ca.key", tls_dir / "server.crt", tls_dir / "server.key")
     if not (files.ca_cert.exists() and files.ca_key.exists()):
-        cert, key = _make_ca(now)
-        _write_private(files.ca_key, _key_pem(key))
-        _write_private(files.ca_cert, cert.public_bytes(serialization.Encoding.PEM))
+        cert, key = make_ca(now)
+        write_private(files.ca_key, private_key_pem(key))
+        write_private(files.ca_cert, cert.public_bytes(serialization.Encoding.PEM))
         os.chmod(files.ca_cert, 0o644)
-    if not (files.key.exists() and _cert_covers(files.cert, hosts, now)):
+    if not (files.key.exists() and _cert_covers(files.cert, hosts, now, files.ca_cert)):
         ca_cert, ca_key = load_ca(files)
         cert_pem, key_pem = issue_cert(ca_cert, ca_key, "peapod-apiserver", hosts=hosts, now=now)
-        _write_private(files.key, key_pem)
-        _write_private(files.cert, cert_pem)
+        write_private(files.key, key_pem)
+        write_private(files.cert, cert_pem)
         os.chmod(files.cert, 0o644)
     return files
 
@@ -172,7 +211,8 @@ def ensure_identity(
     key_path = files.ca_cert.parent / f"{stem}.key"
     now = dt.datetime.now(dt.UTC)
     fresh = key_path.exists() and (
-        _cert_covers(cert_path, list(hosts), now) if hosts else _cert_valid(cert_path, now)
+        _cert_covers(cert_path, list(hosts), now, files.ca_cert) if hosts
+        else _cert_valid(cert_path, now, files.ca_cert)
     )
     if not fresh:
         ca_cert, ca_key = load_ca(files)
@@ -180,14 +220,16 @@ def ensure_identity(
             ca_cert, ca_key, common_name, hosts=list(hosts), organizations=list(organizations),
             server=server, client=client, now=now,
         )
-        _write_private(key_path, key_pem)
-        _write_private(cert_path, cert_pem)
+        write_private(key_path, key_pem)
+        write_private(cert_path, cert_pem)
     return cert_path, key_path
 
 
-def _cert_valid(path: Path, now: dt.datetime) -> bool:
+def _cert_valid(path: Path, now: dt.datetime, ca_path: Path | None = None) -> bool:
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError):
+        return False
+    if ca_path is not None and not issued_by(cert, ca_path):
         return False
     return cert.not_valid_after_utc - now >= dt.timedelta(days=30)

@@ -32,6 +32,12 @@ class ApiContext:
     node_session: Any = None  # aiohttp.ClientSession for node proxying, set when the app starts
     # PodSecurity admission: the enforce level of namespaces without a pod-security label (--pod-security).
     pod_security_default: str = "baseline"
+    # Service account token signer (serviceaccounts.install_token_signer); while None, ServiceAccount
+    # admission adds no token volume to pods (an in-process server that cannot issue tokens).
+    token_signer: Any = None
+    # DefaultTolerationSeconds admission (--default-not-ready/unreachable-toleration-seconds).
+    default_not_ready_toleration_seconds: int = 300
+    default_unreachable_toleration_seconds: int = 300
     storage: Storage = field(init=False)
 
     def __post_init__(self) -> None:

@@ -9,10 +9,10 @@ The evaluation follows plugin/pkg/auth/authorizer/rbac (``rbac.go``, ``evaluatio
   resource name (empty list = all; requests without a name never match a named rule) match; a
   non-resource rule matches ``nonResourceURLs`` exactly or by a trailing ``*`` prefix.
 
-Not implemented: ClusterRole ``aggregationRule`` (the aggregated roles' rules are not merged in; the
-default admin/edit/view roles carry their rules directly) and escalation prevention (a user who may
-create roles/bindings may grant more than they hold; kube refuses that unless the user has
-``escalate``/``bind``).
+A ClusterRole with an ``aggregationRule`` grants the union of the rules of the ClusterRoles its
+``clusterRoleSelectors`` select (transitively), computed when it is evaluated; kube's aggregation
+controller writes that union into ``rules``, with the same effect on authorization. Escalation
+prevention (granting only what one holds) is :mod:`peapod.apiserver.rbac_escalation`.
 
 :class:`RBACCache` keeps the four kinds in memory: it lists each store prefix once, then follows a
 store watch from the listed revision (relisting after a compaction), so authorization never reads
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peapod.api.resources import REGISTRY
+from peapod.api.selectors import selector_matches
 from peapod.store.base import CompactedError, Store
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,32 @@ def _key_from_store_key(resource: str, prefix: str, key: str) -> Any:
     return rest
 
 
+def cluster_role_rules(cluster_roles: dict[str, Obj], role: Obj) -> list[Obj]:
+    """A ClusterRole's rules; for one with an ``aggregationRule``, its own rules plus those of every
+    ClusterRole a ``clusterRoleSelectors`` entry selects, followed transitively (cycles stop)."""
+    out: list[Obj] = []
+    seen: set[str] = set()
+    todo = [role]
+    while todo:
+        r = todo.pop()
+        name = (r.get("metadata") or {}).get("name", "")
+        if name in seen:
+            continue
+        seen.add(name)
+        rules = r.get("rules")
+        if isinstance(rules, list):
+            out.extend(x for x in rules if x not in out)
+        agg = r.get("aggregationRule")
+        if not isinstance(agg, dict):
+            continue
+        selectors = [x for x in agg.get("clusterRoleSelectors") or [] if isinstance(x, dict)]
+        for other in list(cluster_roles.values()):
+            labels = (other.get("metadata") or {}).get("labels") or {}
+            if other is not r and any(selector_matches(sel, labels) for sel in selectors):
+                todo.append(other)
+    return out
+
+
 # -- the authorizer ------------------------------------------------------------------------------
 
 
@@ -265,12 +292,28 @@ class RBACAuthorizer:
         kind, name = ref.get("kind"), ref.get("name", "")
         if kind == "ClusterRole":
             role = s.cluster_roles.get(name)
-        elif kind == "Role":
-            role = s.roles.get((namespace, name))
-        else:
-            role = None
+            return (cluster_role_rules(s.cluster_roles, role) if role is not None else []), f'{kind} "{name}"'
+        role = s.roles.get((namespace, name)) if kind == "Role" else None
         rules = role.get("rules") if role is not None else None
         return (rules if isinstance(rules, list) else []), f'{kind} "{name}"'
+
+    def role_ref_rules(self, ref: Obj, namespace: str) -> list[Obj] | None:
+        """The rules a binding's ``roleRef`` grants (None when the role does not exist)."""
+        s = self.cache.snapshot
+        kind, name = ref.get("kind"), ref.get("name", "")
+        exists = name in s.cluster_roles if kind == "ClusterRole" else (namespace, name) in s.roles
+        if kind not in ("ClusterRole", "Role") or not exists:
+            return None
+        return self._role_rules(ref, namespace)[0]
+
+    def owner_rules(self, user: str, groups: tuple[str, ...], namespace: str) -> list[Obj]:
+        """Every rule the user holds in ``namespace`` ("" = cluster-wide only), as stored: kube's
+        RulesFor. Non-resource rules come only from ClusterRoleBindings."""
+        out: list[Obj] = []
+        for rules, source in self._grants(user, groups, namespace):
+            cluster_wide = source.startswith("ClusterRoleBinding")
+            out.extend(r for r in rules if isinstance(r, dict) and (cluster_wide or not r.get("nonResourceURLs")))
+        return out
 
     def _grants(self, user: str, groups: tuple[str, ...], namespace: str) -> Iterable[tuple[list[Obj], str]]:
         """(rules, source) for every binding that applies to the user, cluster-wide ones first."""

@@ -42,9 +42,11 @@ from peapod.store.base import Store
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_EXPIRATION = 3600
 MIN_EXPIRATION = 600
+KUBELET_TOKEN_EXPIRATION = 3607  # kube's WarnOnlyBoundTokenExpirationSeconds: what admission asks for
 MAX_EXPIRATION = 1 << 32
 LEEWAY = 60  # seconds of clock skew tolerated on exp/nbf
 KUBE_CLAIMS = "kubernetes.io"
+EXTENDED_EXPIRATION = 365 * 24 * 3600  # kube's ExpirationExtensionSeconds
 
 Obj = dict[str, Any]
 
@@ -111,6 +113,7 @@ class TokenSigner:
         expiration: int = DEFAULT_EXPIRATION,
         audiences: list[str] | None = None,
         pod: tuple[str, str] | None = None,
+        warn_after: int | None = None,
     ) -> tuple[str, datetime]:
         """A token for service account ``namespace/name`` (bound to ``pod`` = (name, uid) if given)."""
         iat = int(now.timestamp())
@@ -118,6 +121,8 @@ class TokenSigner:
         kube: Obj = {"namespace": namespace, "serviceaccount": {"name": name, "uid": sa_uid}}
         if pod is not None:
             kube["pod"] = {"name": pod[0], "uid": pod[1]}
+        if warn_after is not None:
+            kube["warnafter"] = iat + warn_after
         claims = {
             "aud": list(audiences or self.audiences),
             "exp": exp,
@@ -225,8 +230,11 @@ TOKEN_SIGNER: web.AppKey[TokenSigner] = web.AppKey("peapod_token_signer", TokenS
 
 
 def install_token_signer(app: web.Application, signer: TokenSigner) -> None:
-    """Serve ``serviceaccounts/<name>/token`` with ``signer``."""
+    """Serve ``serviceaccounts/<name>/token`` with ``signer`` (and give pods token volumes)."""
+    from peapod.apiserver.app import CTX
+
     app[TOKEN_SIGNER] = signer
+    app[CTX].token_signer = signer
 
 
 def _invalid(name: str, errs: list[errors.FieldError]) -> errors.ApiError:
@@ -292,10 +300,17 @@ async def handle_token_request(
             403, "Forbidden",
             f'serviceaccounts "{name}" is forbidden: node requested token not bound to a pod on node "{node}"',
         )
+    # kube-apiserver's --service-account-extend-token-expiration (on by default): the kubelet's 3607 s
+    # pod-bound tokens are valid for a year (a "warnafter" claim marks when they count as stale), so a
+    # pod keeps a working token even where the node does not refresh it in time.
+    extend = pod_ref is not None and exp == KUBELET_TOKEN_EXPIRATION and set(audiences) <= set(signer.audiences)
     token, expires = signer.issue(
         namespace=ns, name=name, sa_uid=sa["metadata"].get("uid", ""), now=ctx.clock.now(),
-        expiration=exp, audiences=audiences, pod=pod_ref,
+        expiration=EXTENDED_EXPIRATION if extend else exp, audiences=audiences, pod=pod_ref,
+        warn_after=exp if extend else None,
     )
+    if extend:
+        expires = datetime.fromtimestamp(int(ctx.clock.now().timestamp()) + exp, UTC)
     result = {
         "kind": "TokenRequest",
         "apiVersion": "authentication.k8s.io/v1",
@@ -310,7 +325,6 @@ async def handle_token_request(
 
 TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
-KUBELET_TOKEN_EXPIRATION = 3607
 
 
 def automounts(pod: Obj, sa: Obj | None) -> bool:
@@ -352,3 +366,31 @@ def add_token_volume(pod: Obj, sa: Obj | None, suffix: str) -> bool:
     for c in containers:
         c.setdefault("volumeMounts", []).append({"name": name, "readOnly": True, "mountPath": TOKEN_MOUNT_PATH})
     return True
+
+
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # kube's utilrand alphabet (no vowels, no look-alikes)
+
+
+async def admit_pod(ctx: ApiContext, namespace: str, pod: Obj) -> None:
+    """ServiceAccount admission of a pod create: the service account must exist (403 otherwise, as
+    kube answers) and, unless automount is off, the pod gets the ``kube-api-access-<5 chars>`` volume
+    (only when this server issues tokens).
+    Mirror pods (``kubernetes.io/config.mirror``) are left alone."""
+    meta = pod.get("metadata") or {}
+    if "kubernetes.io/config.mirror" in (meta.get("annotations") or {}):
+        return
+    spec = pod.setdefault("spec", {})
+    sa_name = spec.get("serviceAccountName") or "default"
+    got = await ctx.storage.get(_info("serviceaccounts"), namespace, sa_name)
+    if got is None:
+        name = meta.get("name") or ""
+        raise errors.ApiError(
+            403, "Forbidden",
+            f'pods "{name}" is forbidden: error looking up service account {namespace}/{sa_name}: '
+            f'serviceaccount "{sa_name}" not found',
+            {"name": name, "kind": "pods"},
+        )
+    if ctx.token_signer is None:
+        return
+    suffix = "".join(ctx.rng.choice(_SUFFIX_ALPHABET) for _ in range(5))
+    add_token_volume(pod, got[0], suffix)

@@ -12,6 +12,7 @@ import logging
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from peapod.client.rest import ApiClient
 from peapod.clock import Clock
@@ -19,9 +20,11 @@ from peapod.controlplane.controllers.deployment import DeploymentController
 from peapod.controlplane.controllers.eventttl import run_event_ttl
 from peapod.controlplane.controllers.garbagecollector import GarbageCollector
 from peapod.controlplane.controllers.namespace import NamespaceController
+from peapod.controlplane.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_MASK, NodeIpamController
 from peapod.controlplane.controllers.nodelifecycle import NodeLifecycleController
 from peapod.controlplane.controllers.podgc import PodGC
 from peapod.controlplane.controllers.replicaset import ReplicaSetController
+from peapod.controlplane.controllers.rootcacertpublisher import RootCACertPublisher
 from peapod.controlplane.leaderelection import LeaderElector
 
 log = logging.getLogger(__name__)
@@ -31,17 +34,36 @@ LEASE_NAMESPACE = "kube-system"
 Factories = dict[str, Callable[[], Awaitable[None]]]
 
 
-def controllers(client: ApiClient, *, clock: Clock) -> Factories:
+@dataclass(frozen=True)
+class ControllerOptions:
+    """The knobs of ``peapod server`` that reach the controllers (kube-controller-manager's flags)."""
+
+    cluster_cidr: str = DEFAULT_CLUSTER_CIDR  # --cluster-cidr: node IPAM hands out blocks of it
+    node_cidr_mask_size: int = DEFAULT_NODE_MASK  # --node-cidr-mask-size
+    node_monitor_grace_period: float = 40.0  # --node-monitor-grace-period (seconds)
+    allocate_node_cidrs: bool = True
+    root_ca_pem: bytes = b""  # the cluster CA: published as ConfigMap kube-root-ca.crt in every namespace
+
+
+def controllers(client: ApiClient, *, clock: Clock, options: ControllerOptions | None = None) -> Factories:
     """Each controller by name, as a factory of its run loop (a fresh instance per start)."""
-    return {
+    o = options or ControllerOptions()
+    out: Factories = {
         "garbagecollector": lambda: GarbageCollector(client, clock=clock).run(),
         "namespace": lambda: NamespaceController(client, clock=clock).run(),
         "eventttl": lambda: run_event_ttl(client, clock=clock),
         "replicaset": lambda: ReplicaSetController(client, clock=clock).run(),
         "deployment": lambda: DeploymentController(client, clock=clock).run(),
-        "nodelifecycle": lambda: NodeLifecycleController(client, clock=clock).run(),
+        "nodelifecycle": lambda: NodeLifecycleController(
+            client, clock=clock, grace_period=o.node_monitor_grace_period).run(),
         "podgc": lambda: PodGC(client, clock=clock).run(),
     }
+    if o.root_ca_pem:
+        out["rootcacertpublisher"] = lambda: RootCACertPublisher(client, clock=clock, ca_pem=o.root_ca_pem).run()
+    if o.allocate_node_cidrs:
+        out["nodeipam"] = lambda: NodeIpamController(
+            client, clock=clock, cluster_cidr=o.cluster_cidr, node_cidr_mask_size=o.node_cidr_mask_size).run()
+    return out
 
 
 async def run_all(factories: Factories, *, clock: Clock) -> None:

@@ -4,8 +4,11 @@ authentication and authorization middlewares (as ``peapod server`` wires them)."
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -341,6 +344,12 @@ async def test_bound_token_and_node_token_requests(as_user: Any) -> None:
     r = await node1("POST", "/api/v1/namespaces/web/serviceaccounts/app/token", body)
     assert r.status == 201, r
     bound = as_user(r.json["status"]["token"])
+    # kube's extended expiration of the kubelet's 3607 s tokens: valid a year, "warnafter" at 3607 s.
+    claims = json.loads(base64.urlsafe_b64decode(r.json["status"]["token"].split(".")[1] + "=="))
+    assert claims["exp"] - claims["iat"] == 365 * 24 * 3600
+    assert claims["kubernetes.io"]["warnafter"] - claims["iat"] == 3607
+    expires = datetime.fromisoformat(r.json["status"]["expirationTimestamp"].replace("Z", "+00:00"))
+    assert abs(expires.timestamp() - claims["iat"] - 3607) <= 1
     r = await bound("POST", SSAR, {"spec": {"resourceAttributes": {"verb": "list", "resource": "pods"}}})
     assert r.status == 201, r
     # A node may not get a token for a pod on another node, nor an unbound one, nor for other SAs.
