@@ -10,6 +10,9 @@ store by every server of the cluster (:mod:`peapod.apiserver.clusterinit`):
   authorization limits it to what a node may touch);
 - the API server towards agents (client certificate ``peapod-apiserver-kubelet-client``; agents
   accept no one else), and each agent's serving certificate.
+
+Environment (for tests, not a user setting): ``PEAPOD_VOLUME_REFRESH_PERIOD`` (seconds, default 60)
+is how often the local node re-renders configMap/secret/downwardAPI/projected volumes of running pods.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import dataclasses
 import errno
 import hashlib
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -52,6 +56,21 @@ from peapod.store.base import Store
 log = logging.getLogger("peapod")
 
 APISERVER_CLIENT_CN = "peapod-apiserver-kubelet-client"
+VOLUME_REFRESH_ENV = "PEAPOD_VOLUME_REFRESH_PERIOD"
+
+
+def volume_refresh_period(env: dict[str, str] | None = None) -> float:
+    """The local node's volume refresh period: ``PEAPOD_VOLUME_REFRESH_PERIOD`` seconds, else 60."""
+    raw = (os.environ if env is None else env).get(VOLUME_REFRESH_ENV, "").strip()
+    if not raw:
+        return 60.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise CliError(f"{VOLUME_REFRESH_ENV}: not a number of seconds: {raw!r}") from None
+    if value < 0:
+        raise CliError(f"{VOLUME_REFRESH_ENV}: must not be negative")
+    return value
 
 
 def client_ssl(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
@@ -276,6 +295,7 @@ class LocalNode:
             pod_cidr=self.pod_cidr, bridge=self.bridge,
             node_ips=[node_ip], bind=node_ip, port=0, tls_cert=serving_cert, tls_key=serving_key,
             client_ca=tls.ca_cert, allowed_client_names=(APISERVER_CLIENT_CN,), keep_pods=self.keep_pods,
+            volume_refresh_period=volume_refresh_period(),
             registry_config=RegistryConfig(
                 insecure_registries=self.insecure_registries, allowed_registries=self.allowed_registries
             ),

@@ -42,14 +42,15 @@ from peapod.node.imagegc import run_image_gc
 from peapod.node.images.service import ImageService, OciImageService
 from peapod.node.network.types import PodNetwork
 from peapod.node.nodestatus import NodeFacts, NodeStatusReporter, capacity, gather_facts
-from peapod.node.podworkers import PodWorkers, SyncResult, termination_grace
+from peapod.node.podworkers import PodLifecycle, PodWorkers, SyncResult, termination_grace
 from peapod.node.probes import ProbeManager, Prober, ProbeUpdate
 from peapod.node.prom import AgentMetrics, CountingImages, CountingProber, track_pod_starts
 from peapod.node.runtime.cgroups import CgroupManager
 from peapod.node.runtime.types import ContainerRuntime, ContainerRuntimeError
 from peapod.node.stats import StatsSampler, agent_sampler
 from peapod.node.statusmanager import StatusManager
-from peapod.node.sync import NodeInfo, PodExecutor, SandboxService
+from peapod.node.sync import ApiVolumeSources, NodeInfo, PodExecutor, SandboxService
+from peapod.node.volumerefresh import VolumeRefresher
 from peapod.node.volumes import Mounter
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,9 @@ class AgentConfig:
     cluster_domain: str = "cluster.local"
     relist_interval: float = 1.0
     resync_interval: float = 10.0
+    # configMap/secret/downwardAPI/projected volumes of running pods are re-rendered (and service
+    # account tokens renewed) this often (kubelet's --sync-frequency); 0 turns it off
+    volume_refresh_period: float = 60.0
     stop_grace_max: int = 10  # Ctrl-C of ``peapod up``: cap on each pod's termination grace
     record_events: bool = True
     runc: str = "/usr/bin/runc"
@@ -160,6 +164,7 @@ class Agent:
         self.recorder: EventRecorder | None = None
         self.metrics = AgentMetrics()  # served on /metrics
         self.stats: StatsSampler | None = None  # served on /stats/summary
+        self.volume_refresher: VolumeRefresher | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -231,11 +236,27 @@ class Agent:
         self._spawn(self.reporter.run(), "node-heartbeat")
         self._spawn(self._relist_loop(), "relist")
         self._spawn(self._resync_loop(), "resync")
+        if cfg.volume_refresh_period > 0:
+            self.volume_refresher = self._volume_refresher(cfg.volume_refresh_period)
+            self._spawn(self.volume_refresher.run(), "volume-refresh")
         self.stats = agent_sampler(self)
         if self.stats is not None:
             self._spawn(self.stats.run(), "stats")
         self._started = True
         log.info("node agent %s started (port %s)", cfg.node_name, self.port)
+
+    def _volume_refresher(self, period: float) -> VolumeRefresher:
+        """Periodic re-rendering of API-data volumes, beside the pod workers (never inside one)."""
+        workers, ex = self.workers, self.executor
+        assert workers is not None and ex is not None
+        return VolumeRefresher(
+            clock=self.clock, period=period,
+            pods=lambda: [workers.pod(uid) for uid in workers.uids()],
+            syncing=lambda uid: workers.state(uid) is PodLifecycle.SYNCING,
+            pod_dir=ex.pod_dir,
+            sources=lambda pod: ApiVolumeSources(self.client, pod, ex._downward(pod["metadata"]["uid"], pod)),
+            mounter=self.config.mounter,
+            on_error=lambda pod, err: ex.record_event(pod, "Warning", "FailedMount", str(err)))
 
     def _images_in_use(self) -> set[str]:
         """Images of the pods this agent runs (mounted rootfs are protected by the image service)."""

@@ -11,6 +11,10 @@ and no path went away, (4) creates a new timestamped directory, (5) writes the f
 the caller fix ownership, (7) points ``..data_tmp`` at it, (8) renames ``..data_tmp`` over ``..data``
 (the single atomic switch), (9) adds user-visible symlinks for new names, (10) removes the old payload
 directory and (11) the symlinks of names that went away.
+
+Unlike kubelet, an old payload directory that a subPath bind still shows (``pinned``) is kept until
+the bind goes away, so a directory subPath keeps its old files instead of turning empty; stale
+directories are removed by the next write, changed or not.
 """
 
 from __future__ import annotations
@@ -75,8 +79,11 @@ class AtomicWriter:
             return None
 
     def write(self, payload: Mapping[str, FileProjection],
-              set_perms: Callable[[Path], None] | None = None) -> bool:
-        """Publish ``payload`` (relative path -> file); returns whether anything changed on disk."""
+              set_perms: Callable[[Path], None] | None = None, *,
+              pinned: Callable[[Path], bool] | None = None) -> bool:
+        """Publish ``payload`` (relative path -> file); returns whether anything changed on disk.
+
+        ``pinned(old_dir)``: whether an old payload directory must stay (a subPath bind shows it)."""
         clean: dict[str, FileProjection] = {}
         for key, proj in payload.items():
             validate_path(key)
@@ -87,6 +94,7 @@ class AtomicWriter:
         to_remove = self._paths_to_remove(clean, old) if old else set()
         if old is not None and not self._should_write(clean, old) and not to_remove:
             self._create_user_visible(clean)  # repairs a crash between (8) and (9)
+            self._remove_stale_ts_dirs(keep=old.name, pinned=pinned)  # a crash before (10), or unpinned
             return False
         ts = self._new_ts_dir()
         self._hook("ts_dir")
@@ -107,7 +115,7 @@ class AtomicWriter:
         self._hook("swap")
         self._create_user_visible(clean)
         self._hook("visible")
-        self._remove_stale_ts_dirs(keep=ts.name)
+        self._remove_stale_ts_dirs(keep=ts.name, pinned=pinned)
         self._hook("old_removed")
         for p in to_remove:
             if "/" not in p:
@@ -174,9 +182,11 @@ class AtomicWriter:
             if not os.path.lexists(link):
                 os.symlink(os.path.join(DATA_DIR, top), link)
 
-    def _remove_stale_ts_dirs(self, *, keep: str) -> None:
+    def _remove_stale_ts_dirs(self, *, keep: str, pinned: Callable[[Path], bool] | None = None) -> None:
         for entry in os.scandir(self.target):
             if entry.name != keep and _is_ts_dir(entry.name) and entry.is_dir(follow_symlinks=False):
+                if pinned is not None and pinned(Path(entry.path)):
+                    continue
                 shutil.rmtree(entry.path, ignore_errors=True)
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +144,30 @@ class _Preparer:
         else:
             emptydir.setup_dir(pv.path)
         payload = await self._payload(kind, vol[kind])
+        return pv, self._publish(pv, payload)
+
+    def _publish(self, pv: PreparedVolume, payload: Mapping[str, FileProjection]) -> bool:
         writer = AtomicWriter(pv.path, now=self.clock.now)
-        changed = writer.write(payload, set_perms=lambda _ts: self._ownership(pv.path, True))
-        return pv, changed
+        return writer.write(payload, set_perms=lambda _ts: self._ownership(pv.path, True),
+                            pinned=_subpath_pins(self.pod_dir, pv.name, self.mounter))
+
+    def is_set_up(self, pv: PreparedVolume) -> bool:
+        """An API-data volume that prepare() published and that is still in place (not torn down)."""
+        if AtomicWriter(pv.path).current_dir() is None:
+            return False
+        return not pv.tmpfs or self.mounter.is_mountpoint(pv.path)
+
+    async def refresh(self, vol: Mapping[str, Any], proceed: Callable[[], bool]) -> bool | None:
+        """Re-render one set-up API-data volume; None when it is not set up or ``proceed()`` said stop
+        once the payload was read (nothing is written then)."""
+        pv = describe_volume(vol, self.pod_dir)
+        if pv.kind not in _API_DATA or not self.is_set_up(pv):
+            return None
+        payload = await self._payload(pv.kind, vol[pv.kind])
+        # No await from here on: what proceed() saw still holds while the files are written.
+        if not proceed():
+            return None
+        return self._publish(pv, payload)
 
     def _empty_dir(self, pv: PreparedVolume, src: Mapping[str, Any]) -> PreparedVolume:
         limit = src.get("sizeLimit")
@@ -206,11 +228,87 @@ async def prepare_volumes(pod: Mapping[str, Any], pod_dir: Path, *, sources: Vol
     return (await _run(pod, pod_dir, sources, mounter, clock, None))[0]
 
 
+@dataclass
+class RefreshResult:
+    """What :func:`refresh_volumes` did: volumes whose files changed, volumes that failed (their old
+    files stay), volumes left alone (not set up yet, or torn down)."""
+
+    changed: list[str] = field(default_factory=list)
+    errors: list[VolumeError] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+async def refresh_volumes(pod: Mapping[str, Any], pod_dir: Path, *, sources: VolumeSources,
+                          mounter: Mounter | None = None, clock: Clock | None = None,
+                          proceed: Callable[[], bool] | None = None) -> RefreshResult:
+    """Re-render the pod's configMap, secret, downwardAPI and projected volumes that are set up.
+
+    Only volumes :func:`prepare_volumes` published and that are still in place are touched: nothing
+    is created or mounted here, so a refresh racing a teardown cannot leave anything behind.
+    ``proceed()`` is asked after each volume's sources were read and right before its files are
+    written (no await in between); False stops the refresh (the pod began terminating). subPath
+    binds keep showing the files they were made from (kubelet does not update subPath mounts).
+    """
+    p = _Preparer(pod, pod_dir, sources, mounter or LinuxMounter(), clock or RealClock())
+    go = proceed or (lambda: True)
+    out = RefreshResult()
+    for vol in _volumes(pod):
+        if volume_kind(vol) not in _API_DATA:
+            continue
+        if not go():
+            break
+        try:
+            did = await p.refresh(vol, go)
+        except VolumeError as e:
+            out.errors.append(e)
+            continue
+        except (ValueError, OSError) as e:
+            out.errors.append(VolumeError(str(e), volume=vol["name"]))
+            continue
+        if did is None:
+            out.skipped.append(vol["name"])
+        elif did:
+            out.changed.append(vol["name"])
+    return out
+
+
 async def update_volumes(pod: Mapping[str, Any], pod_dir: Path, *, sources: VolumeSources,
                          mounter: Mounter | None = None, clock: Clock | None = None) -> list[str]:
-    """Re-render the API-data volumes (configMap, secret, downwardAPI, projected); returns the names
-    whose files changed. Readers switch from old to new files atomically."""
-    return (await _run(pod, pod_dir, sources, mounter, clock, _API_DATA))[1]
+    """Re-render the set-up API-data volumes (see :func:`refresh_volumes`); returns the names whose
+    files changed, VolumesNotReady if any failed. Readers switch from old to new files atomically."""
+    res = await refresh_volumes(pod, pod_dir, sources=sources, mounter=mounter, clock=clock)
+    if res.errors:
+        raise VolumesNotReady(res.errors)
+    return res.changed
+
+
+def _subpath_pins(pod_dir: Path, volume: str, mounter: Mounter) -> Callable[[Path], bool] | None:
+    """Whether an old payload directory holds what a subPath bind of ``volume`` shows (by inode)."""
+    base = Path(pod_dir) / SUBPATHS_DIR / volume
+    if not base.is_dir():
+        return None
+    shown: set[tuple[int, int]] = set()
+    for mp in mounter.mounts_under(base):
+        try:
+            st = os.stat(mp)
+        except OSError:
+            continue
+        shown.add((st.st_dev, st.st_ino))
+    if not shown:
+        return None
+
+    def pinned(old: Path) -> bool:
+        for dirpath, dirnames, filenames in os.walk(old):
+            for name in [".", *dirnames, *filenames]:
+                try:
+                    st = os.lstat(os.path.join(dirpath, name))
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) in shown:
+                    return True
+        return False
+
+    return pinned
 
 
 def _propagation(mount: Mapping[str, Any], container: Mapping[str, Any]) -> str:
