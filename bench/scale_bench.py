@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from peapod.api.errors import ApiError
 from peapod.api.resources import resource
 from peapod.client.rest import ApiClient
 from peapod.testing.cluster import PeapodCluster
@@ -161,18 +162,37 @@ async def run_store(store: str, nodes: int, pods: int, *, lease_interval: float,
                     if created:
                         ns, name = rng.choice(created)
                         t0 = time.perf_counter()
-                        await client.get(PODS, name, ns)
+                        try:
+                            await client.get(PODS, name, ns)
+                        except ApiError as e:
+                            errors[f"get {e.code}"] = errors.get(f"get {e.code}", 0) + 1
                         get_ms.append((time.perf_counter() - t0) * 1000)
                     await asyncio.sleep(0.1)
 
             it = iter(range(pods))
 
+            errors: dict[str, int] = {}
+
             async def creator() -> None:
                 for i in it:
                     ns, body = pod(i, namespaces)
-                    t0 = time.perf_counter()
-                    await client.create(PODS, body, ns)
-                    create_ms.append((time.perf_counter() - t0) * 1000)
+                    for attempt in range(5):  # a 5xx is counted and retried, as a controller would
+                        t0 = time.perf_counter()
+                        try:
+                            await client.create(PODS, body, ns)
+                        except ApiError as e:
+                            if e.code == 409 and attempt:
+                                break  # an earlier attempt was applied after all
+                            if e.code < 500:
+                                raise
+                            errors[f"create {e.code}"] = errors.get(f"create {e.code}", 0) + 1
+                            await asyncio.sleep(0.5)
+                            continue
+                        finally:
+                            create_ms.append((time.perf_counter() - t0) * 1000)
+                        break
+                    else:
+                        raise RuntimeError(f"could not create {body['metadata']['name']} in 5 attempts")
                     created.append((ns, body["metadata"]["name"]))
                     if len(created) % max(1, pods // 10) == 0:
                         log(f"{store}: {len(created)} pods created, {len(bound)} bound, {len(running)} running")
@@ -198,6 +218,7 @@ async def run_store(store: str, nodes: int, pods: int, *, lease_interval: float,
                 "client_get_p50_ms": round(pct(get_ms, 50), 1),
                 "client_get_p99_ms": round(pct(get_ms, 99), 1),
                 "client_gets": len(get_ms),
+                "api_errors": dict(errors),
                 "sim_status_writes": sim.status_writes,
                 "sim_errors": sim.errors,
             })
@@ -236,6 +257,8 @@ def report(results: list[dict[str, Any]]) -> str:
         ("peak RSS of the API server process (MB)", lambda r: r["server_rss_mb"], ""),
         ("peak RSS of the etcd members, summed (MB)", lambda r: r["etcd_rss_mb"] or "-", ""),
         ("nodes tainted at the end (0 = leases kept up)", lambda r: r["nodes_tainted_at_end"], "0"),
+        ("bench requests answered 5xx (retried)", lambda r: sum(r["api_errors"].values()) or 0, ""),
+        ("simulated kubelet write errors", lambda r: r["sim_errors"], ""),
     ]
     for label, f, goal in rows:
         lines.append(f"| {label} | " + " | ".join(str(f(r)) for r in results) + f" | {goal} |")
