@@ -17,6 +17,8 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
+import aiohttp
+
 from peapod.api.errors import ApiError
 from peapod.api.resources import resource
 from peapod.client.rest import ApiClient
@@ -95,6 +97,8 @@ class EventRecorder:
             item = await self._queue.get()
             try:
                 await self._send(*item)
+            except Exception:  # a bug must not stop every later event from being sent
+                log.exception("sending an event failed")
             finally:
                 self._queue.task_done()
 
@@ -148,5 +152,5 @@ class EventRecorder:
                 self._seen.pop(next(iter(self._seen)))
         except ApiError as e:
             log.debug("event %s/%s not recorded: %s", reason, ref["name"], e.message)
-        except (OSError, TimeoutError) as e:
+        except (OSError, TimeoutError, aiohttp.ClientError) as e:
             log.debug("event %s/%s not recorded: %s", reason, ref["name"], e)

@@ -17,6 +17,8 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
+
 from peapod.api.errors import ApiError
 from peapod.api.resources import resource
 from peapod.client.rest import ApiClient
@@ -140,7 +142,7 @@ class LeaderElector:
         }
         try:
             updated = await self.client.update(LEASES, body)
-        except (ApiError, OSError) as e:
+        except (ApiError, OSError, TimeoutError, aiohttp.ClientError) as e:
             log.info("leader election: releasing lease: %s", e)
             return False
         self._observe(updated.get("spec") or {}, updated["metadata"].get("resourceVersion", ""))

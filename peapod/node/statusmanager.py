@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+
 from peapod.api.errors import ApiError
 from peapod.api.resources import resource
 from peapod.client.rest import ApiClient
@@ -111,7 +113,9 @@ class StatusManager:
                 else:
                     log.info("status of %s/%s: %s; retrying", e.namespace, e.name, err.message)
                     ok = False
-            except (TimeoutError, OSError) as err:
+            except (TimeoutError, OSError, aiohttp.ClientError) as err:
+                # aiohttp.ClientError: also a server that died mid-request (ServerDisconnectedError,
+                # not an OSError), which must not end this loop
                 log.info("status of %s/%s: %s; retrying", e.namespace, e.name, err)
                 ok = False
         return ok

@@ -1,13 +1,16 @@
-"""Randomized traffic against a real `peapod up` while faults are injected; the history must check clean.
+"""Randomized traffic against a real cluster while faults are injected; the history must check clean.
 
+The SQLite runs use a split node (``peapod server`` + ``peapod agent``): SIGKILL of the agent leaves the
+API server serving traffic and watchers, SIGKILL of the server leaves the agent running. The etcd runs
+use ``peapod up``, where one SIGKILL takes the API server and the agent down together.
 The short runs are the CI mode; the ``long`` ones (``make robustness``) run longer with every fault.
-There is no separate agent process yet: SIGKILL of `peapod up` kills the API server and the agent at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +22,17 @@ from peapod.testing.etcd import EtcdCluster
 from peapod.testing.robustness.faults import Tmpfs
 from peapod.testing.robustness.node import conmons, containers
 from peapod.testing.robustness.run import RunConfig, run
+from peapod.testing.splitnode import STARTED_NODE_DIRS, SplitNode
 from tests.robustness.conftest import duration
 
-SQLITE_FAULTS = ["kill-apiserver", "kill-conmon", "kill-container", "disk-full", "slow-store"]
+LOG_LEVEL_ENV = "PEAPOD_ROBUSTNESS_LOG_LEVEL"  # e.g. debug: the split node's server and agent log more
+SQLITE_FAULTS = ["kill-apiserver", "kill-agent", "kill-conmon", "kill-container", "disk-full", "slow-store"]
 
 
 @contextlib.contextmanager
 def peapod_up(data_dir: Path, *args: str, log_to: Path | None = None) -> Iterator[PeapodCluster]:
     cluster = PeapodCluster(data_dir, extra_args=list(args))
+    STARTED_NODE_DIRS.add(data_dir.resolve() / "node")
     cluster.start(timeout=90)
     try:
         yield cluster
@@ -41,6 +47,26 @@ def peapod_up(data_dir: Path, *args: str, log_to: Path | None = None) -> Iterato
 
 
 @contextlib.contextmanager
+def split_node(base: Path, *server_args: str, log_to: Path | None = None, seed: int = 0) -> Iterator[SplitNode]:
+    """A started split node; stopped afterwards (its pods with it), logs copied to ``log_to``, and
+    nothing of it may be left on the machine."""
+    level = os.environ.get(LOG_LEVEL_ENV)
+    more = ("--log-level", level) if level else ()
+    node = SplitNode(base, server_args=(*server_args, *more), agent_args=more).start()
+    left: list[str] = []
+    try:
+        yield node
+    finally:
+        left = node.stop()
+        if log_to is not None:
+            for src, name in ((node.server.log_path, "server"), (node.agent_log, "agent")):
+                if src is not None and src.exists():
+                    shutil.copy(src, log_to / f"{name}-{seed or node.bridge}.log")
+    assert left == [], f"containers the stopping agent left running: {left}"
+    assert node.leftovers() == {}, f"left behind by the split node: {node.leftovers()}"
+
+
+@contextlib.contextmanager
 def store_on_tmpfs(tmp_path: Path, size: str = "64m") -> Iterator[Tmpfs]:
     fs = Tmpfs(tmp_path / "store", size=size).mount()
     try:
@@ -52,9 +78,9 @@ def store_on_tmpfs(tmp_path: Path, size: str = "64m") -> Iterator[Tmpfs]:
 def sqlite_run(tmp_path: Path, out: Path, images: list[str], seed: int, seconds: float, faults: list[str]) -> None:
     with store_on_tmpfs(tmp_path) as fs:
         db = fs.path / "state.db"
-        with peapod_up(tmp_path / "data", "--store", f"sqlite://{db}", log_to=out / f"peapod-{seed}.log") as cluster:
+        with split_node(tmp_path / "split", "--store", f"sqlite://{db}", log_to=out, seed=seed) as node:
             cfg = RunConfig(seed=seed, duration=seconds, faults=faults)
-            report = asyncio.run(run(cluster, cfg, images=images, tmpfs=fs, db_path=db, out_dir=out))
+            report = asyncio.run(run(node.server, cfg, images=images, tmpfs=fs, db_path=db, out_dir=out, agent=node))
     assert report.ops.total() > 50, "too little traffic to prove anything"
     assert len(report.faults) >= len(faults)
     assert report.anomalies == [], report.summary()
@@ -77,15 +103,17 @@ def etcd_run(tmp_path: Path, out: Path, images: list[str], seed: int, seconds: f
 
 
 @pytest.mark.timeout(240)
-def test_sqlite_store_under_kills_full_disk_and_slow_store(
+def test_split_node_on_sqlite_under_kills_full_disk_and_slow_store(
     tmp_path: Path, out_dir: Path, images: list[str], seed: int,
 ) -> None:
     sqlite_run(tmp_path, out_dir, images, seed, duration(10), SQLITE_FAULTS)
 
 
 @pytest.mark.timeout(180)
-def test_etcd_store_under_member_kills(tmp_path: Path, out_dir: Path, images: list[str], seed: int) -> None:
-    etcd_run(tmp_path, out_dir, images, seed, duration(8), ["kill-etcd"])
+def test_peapod_up_on_etcd_under_member_and_process_kills(
+    tmp_path: Path, out_dir: Path, images: list[str], seed: int,
+) -> None:
+    etcd_run(tmp_path, out_dir, images, seed, duration(8), ["kill-etcd", "kill-apiserver"])
 
 
 @pytest.mark.long

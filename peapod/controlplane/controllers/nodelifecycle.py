@@ -22,6 +22,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import aiohttp
+
 from peapod.api.errors import ApiError
 from peapod.api.resources import resource
 from peapod.client.events import EventRecorder
@@ -289,7 +291,7 @@ class NodeLifecycleController:
                 try:
                     await self.monitor_once()
                     await self.evict_once()
-                except (ApiError, OSError) as e:
+                except (ApiError, OSError, TimeoutError, aiohttp.ClientError) as e:
                     log.info("node lifecycle pass: %s", e)
                 await self.clock.sleep(self.period)
         finally:

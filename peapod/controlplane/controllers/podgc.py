@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiohttp
+
 from peapod.api.errors import ApiError
 from peapod.api.resources import resource
 from peapod.client.informer import Informer
@@ -92,7 +94,7 @@ class PodGC:
             while True:
                 try:
                     await self.gc_once()
-                except (ApiError, OSError) as e:
+                except (ApiError, OSError, TimeoutError, aiohttp.ClientError) as e:
                     log.info("pod gc: %s", e)
                 await self.clock.sleep(self.period)
         finally:

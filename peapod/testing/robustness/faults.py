@@ -1,7 +1,11 @@
-"""Faults injected into a real ``peapod up`` while traffic runs. Each one recovers before it returns.
+"""Faults injected into a real ``peapod up``, or a split node (``peapod server`` + ``peapod agent``,
+:class:`~peapod.testing.splitnode.SplitNode`), while traffic runs. Each one recovers before it returns.
 
-- ``kill-apiserver``: SIGKILL of the ``peapod up`` process (API server, controllers and agent: there
-  is no separate agent process to kill), then a restart on the same data dir;
+- ``kill-apiserver``: SIGKILL of the server process (with ``peapod up``: API server, controllers and agent
+  at once; on a split node the agent keeps running and must find the server again), then a restart on
+  the same data dir;
+- ``kill-agent``: SIGKILL of the split node's ``peapod agent`` only (the API server keeps serving), then a
+  restart on the same data dir: the new agent re-adopts the running pods;
 - ``kill-conmon`` / ``kill-container``: SIGKILL of a running container's conmon or main process;
 - ``kill-etcd``: SIGKILL of one etcd member, restarted a few seconds later (needs ``--store etcd://``);
 - ``disk-full``: the SQLite file lives on a small tmpfs; fill it, hold, free it;
@@ -29,6 +33,7 @@ from peapod.testing.cluster import PeapodCluster
 from peapod.testing.etcd import EtcdCluster
 from peapod.testing.robustness.history import FaultRecord, History
 from peapod.testing.robustness.node import container_pids, containers
+from peapod.testing.splitnode import SplitNode
 
 FILLER = "filler"
 
@@ -94,12 +99,16 @@ def _env(name: str, value: str | None) -> Iterator[None]:
 
 
 class Injector:
-    """Runs faults on ``cluster`` (and ``etcd`` / ``tmpfs`` when given), recording each in the history."""
+    """Runs faults on ``cluster`` (and ``etcd`` / ``tmpfs`` / the split node's agent when given), recording
+    each in the history. ``node_dir``: the data dir whose ``node/`` runs the pods (default: the cluster's)."""
 
     def __init__(self, cluster: PeapodCluster, history: History, rng: random.Random, *,
                  etcd: EtcdCluster | None = None, tmpfs: Tmpfs | None = None, db_path: Path | None = None,
+                 agent: SplitNode | None = None, node_dir: Path | None = None,
                  hold: tuple[float, float] = (2.0, 5.0), say: Callable[[str], None] = print) -> None:
         self.cluster = cluster
+        self.agent = agent
+        self.node_dir = node_dir or (agent.agent_dir if agent is not None else cluster.data_dir)
         self.history = history
         self.rng = rng
         self.etcd = etcd
@@ -110,7 +119,7 @@ class Injector:
         self.first_round = asyncio.Event()  # every kind asked for has happened once
         self.full_windows: list[tuple[float, float]] = []  # (disk full, space freed) monotonic times
         self.faults: dict[str, Callable[[], Awaitable[str]]] = {
-            "kill-apiserver": self.kill_apiserver, "kill-conmon": self.kill_conmon,
+            "kill-apiserver": self.kill_apiserver, "kill-agent": self.kill_agent, "kill-conmon": self.kill_conmon,
             "kill-container": self.kill_container, "kill-etcd": self.kill_etcd,
             "disk-full": self.disk_full, "slow-store": self.slow_store,
         }
@@ -159,8 +168,17 @@ class Injector:
         await self._restart()
         return f"SIGKILL peapod pid {pid}, restarted as {self.cluster.proc.pid if self.cluster.proc else None}"
 
+    async def kill_agent(self) -> str:
+        if self.agent is None:
+            raise RuntimeError("kill-agent needs a split node (peapod server + peapod agent)")
+        running = len(self._running())
+        pid = self.agent.kill_agent()
+        await asyncio.sleep(self.rng.uniform(0, 1))
+        new = await asyncio.to_thread(self.agent.restart_agent, 90.0)
+        return f"SIGKILL peapod agent pid {pid} ({running} containers running), restarted as {new}"
+
     def _running(self) -> list[str]:
-        return [c.id for c in containers(self.cluster.data_dir) if c.status == "running"]
+        return [c.id for c in containers(self.node_dir) if c.status == "running"]
 
     async def _kill_one(self, which: int, patience: float = 15.0) -> str:
         """SIGKILL the conmon (0) or main process (1) of a random running container (waiting for one)."""
@@ -169,7 +187,7 @@ class Injector:
             ids = self._running()
             self.rng.shuffle(ids)
             for cid in ids:
-                pid = container_pids(self.cluster.data_dir, cid)[which]
+                pid = container_pids(self.node_dir, cid)[which]
                 if pid is not None:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)

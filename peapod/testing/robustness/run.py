@@ -2,6 +2,9 @@
 
     report = await run(cluster, RunConfig(seed=7, duration=30, faults=["kill-apiserver"]), images=[ref])
     assert report.anomalies == [], report.summary()
+
+On a split node (:class:`~peapod.testing.splitnode.SplitNode`) ``cluster`` is its server and
+``agent=node`` adds the ``kill-agent`` fault; the node checks look at the agent's data dir.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
+import json
 import os
 import random
 import ssl
@@ -21,6 +26,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from peapod.api.errors import ApiError
+from peapod.api.resources import resource
 from peapod.client.rest import ApiClient
 from peapod.testing.cluster import PeapodCluster
 from peapod.testing.etcd import EtcdCluster
@@ -30,6 +36,7 @@ from peapod.testing.robustness.history import FinalObject, FinalState, History, 
 from peapod.testing.robustness.node import conmons, containers
 from peapod.testing.robustness.traffic import Client
 from peapod.testing.robustness.watchers import Watcher, resource_info
+from peapod.testing.splitnode import SplitNode
 
 SEED_ENV = "PEAPOD_ROBUSTNESS_SEED"
 T = TypeVar("T")
@@ -115,7 +122,8 @@ async def until(predicate: Callable[[], bool], deadline: float, step: float = 0.
 class Run:
     def __init__(self, cluster: PeapodCluster, config: RunConfig, *, images: list[str],
                  etcd: EtcdCluster | None = None, tmpfs: Tmpfs | None = None, db_path: Path | None = None,
-                 out_dir: Path | None = None, say: Callable[[str], None] = print) -> None:
+                 out_dir: Path | None = None, agent: SplitNode | None = None,
+                 say: Callable[[str], None] = print) -> None:
         self.cluster = cluster
         self.config = config
         self.images = images
@@ -123,7 +131,8 @@ class Run:
         self.history = History(seed=config.seed, namespace=self.namespace)
         self.rng = random.Random(config.seed)
         self.injector = Injector(cluster, self.history, random.Random(f"{config.seed}-faults"), etcd=etcd,
-                                 tmpfs=tmpfs, db_path=db_path, say=say)
+                                 tmpfs=tmpfs, db_path=db_path, agent=agent, say=say)
+        self.node_dir = self.injector.node_dir  # whose node/ runs the pods
         self.out_dir = out_dir
         self.say = say
 
@@ -169,6 +178,8 @@ class Run:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
             anomalies = check_history(self.history) + anomalies + self._fault_checks()
+            if anomalies and self.out_dir is not None:
+                await self._dump_state(api, self.out_dir / f"state-{cfg.seed}.json")
         finally:
             for c in [api, *clients, *watch_clients]:
                 await c.close()
@@ -210,8 +221,7 @@ class Run:
 
         async def node() -> list[str]:
             lst = await api.list(resource_info("pods"))
-            return check_node(lst.get("items", []), containers(self.cluster.data_dir),
-                              list(conmons(self.cluster.data_dir).values()))
+            return check_node(lst.get("items", []), containers(self.node_dir), list(conmons(self.node_dir).values()))
 
         t0 = time.monotonic()
         found = await eventually(deployments, timeout)
@@ -219,6 +229,17 @@ class Run:
         found += await eventually(node, 30.0)
         self.say(f"settled in {time.monotonic() - t0:.1f}s")
         return found
+
+    async def _dump_state(self, api: ApiClient, path: Path) -> None:
+        """What the API and the node hold after a run with anomalies (to find out why)."""
+        node = await asyncio.to_thread(containers, self.node_dir)
+        state: dict[str, Any] = {"node": [dataclasses.asdict(c) for c in node]}
+        for res in ("pods", "replicasets", "deployments", "events"):
+            with contextlib.suppress(ApiError, aiohttp.ClientError, OSError, TimeoutError):
+                info = resource("apps", "v1", res) if res == "replicasets" else resource_info(res)
+                state[res] = (await api.list(info, self.namespace)).get("items", [])
+        await asyncio.to_thread(path.write_text, json.dumps(state, indent=1))
+        self.say(f"state after the run: {path}")
 
     async def _final(self, api: ApiClient) -> None:
         final = FinalState(revision=0)
