@@ -46,7 +46,7 @@ robustness: install
 	PEAPOD_ROBUSTNESS_LONG=1 $(VENV)/bin/python -m pytest -q -ra -s tests/robustness
 
 # make bench (root): every benchmark at full size, peapod against podman (apt-installed if missing) and the
-# runc + CNI floor; writes bench/results/<date>.json, docs/bench/*.png and docs/bench/README.md. About an hour
+# runc + CNI floor; writes bench/results/<date>.json, docs/bench/*.png and docs/bench/README.md. About 35 minutes
 # on 2 cores; run it on a quiet machine. make bench-smoke: tiny sizes in about 2 minutes, output under
 # /tmp/peapod-bench-smoke. BENCH_ARGS= passes more flags (e.g. --only podstart,controlplane --no-profile).
 bench: install

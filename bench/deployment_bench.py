@@ -67,11 +67,15 @@ class Api:
         await self.session.close()
 
 
-async def poll(check: Any, interval: float = 0.25, timeout: float = 1800) -> float:
+# How long any one wait may take (``--timeout``; --smoke: 120 s), so a stuck rollout fails the run.
+TIMEOUT = 1800.0
+
+
+async def poll(check: Any, interval: float = 0.25, timeout: float | None = None) -> float:
     """Seconds until ``await check()`` is true."""
     t0 = time.perf_counter()
     while not await check():
-        if time.perf_counter() - t0 > timeout:
+        if time.perf_counter() - t0 > (TIMEOUT if timeout is None else timeout):
             raise TimeoutError("gave up waiting")
         await asyncio.sleep(interval)
     return time.perf_counter() - t0
@@ -228,7 +232,7 @@ async def scheduler_part(nodes: int, pods: int) -> dict[str, Any]:
             await gather_limited(pods, 20, lambda i: api.call("POST", "/api/v1/namespaces/default/pods", sim_pod(i)))
             created = time.perf_counter() - t0
             try:
-                await asyncio.wait_for(done.wait(), 600)
+                await asyncio.wait_for(done.wait(), min(600, TIMEOUT))
             finally:
                 w.cancel()
             last = max(bound_at.values()) - t0
@@ -289,15 +293,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    global TIMEOUT
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script runs")
     p.add_argument("--replicas", type=int, default=100)
     p.add_argument("--nodes", type=int, default=1000)
     p.add_argument("--pods", type=int, default=2000)
     p.add_argument("--parts", default="deployment,scheduler")
+    p.add_argument("--timeout", type=float, default=None, help="seconds any one wait may take (1800; --smoke: 120)")
     p.add_argument("--json", type=Path, default=None)
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    TIMEOUT = args.timeout or (120.0 if args.smoke else 1800.0)
     r = asyncio.run(main_async(args))
     print(report(r))
     if args.json:

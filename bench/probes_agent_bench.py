@@ -12,7 +12,7 @@ stopped by its PID, then `peapod down` on the data dir, the registry stopped by 
 
     sudo .venv/bin/python bench/probes_agent_bench.py [--pods 110] [--seconds 30] [--smoke] [--json OUT]
 
-``--smoke``: 5 pods, 10 s. ``--py-spy OUT``: collapsed stacks of peapod during the measurement
+``--smoke``: 3 pods, 3 s. ``--py-spy OUT``: collapsed stacks of peapod during the measurement
 (`py-spy record --nonblocking`; install with `.venv/bin/pip install py-spy`).
 """
 
@@ -189,19 +189,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pods", type=int, default=110)
-    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--pods", type=int, default=None, help="pods (default 110; --smoke: 3)")
+    ap.add_argument("--seconds", type=float, default=None, help="measurement window (default 30; --smoke: 3)")
     ap.add_argument("--period", type=int, default=1, help="probe periodSeconds")
-    ap.add_argument("--settle", type=float, default=10.0, help="wait after all are Ready before measuring")
+    ap.add_argument("--settle", type=float, default=None,
+                    help="wait after all are Ready before measuring (default 10; --smoke: 1)")
     ap.add_argument("--ready-timeout", type=float, default=900.0)
-    ap.add_argument("--smoke", action="store_true", help="5 pods, 10 s")
+    ap.add_argument("--smoke", action="store_true", help="3 pods, 3 s: checks the script runs")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--py-spy", type=Path, default=None, help="record peapod while measuring (collapsed stacks)")
-    args = ap.parse_args()
-    if args.smoke:
-        args.pods, args.seconds, args.settle = 5, 10.0, 3.0
+    args = ap.parse_args(argv)
+    small = args.smoke
+    args.pods = args.pods if args.pods is not None else (3 if small else 110)
+    args.seconds = args.seconds if args.seconds is not None else (3.0 if small else 30.0)
+    args.settle = args.settle if args.settle is not None else (1.0 if small else 10.0)
     if os.geteuid() != 0:
         sys.exit("needs root")
     res = run(args)

@@ -6,7 +6,7 @@ listens in all of them (sockets created in each namespace by peapod.node.netns),
 is not counted. Reports the probing process's CPU (user+sys, all threads) as % of one core.
 Everything is removed at the end (server by PID, namespaces by name).
 
-    sudo .venv/bin/python bench/probes_bench.py [--pods 110] [--seconds 30]
+    sudo .venv/bin/python bench/probes_bench.py [--smoke] [--pods 110] [--seconds 30] [--json OUT]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -127,20 +128,27 @@ async def bench(paths: list[str], seconds: float, period: int) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pods", type=int, default=110)
-    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--smoke", action="store_true", help="5 pods for 2 s: checks the script runs")
+    ap.add_argument("--pods", type=int, default=None, help="pods (default 110)")
+    ap.add_argument("--seconds", type=float, default=None, help="measurement window (default 30)")
     ap.add_argument("--period", type=int, default=1)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON to this file")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.serve:
         asyncio.run(serve(json.loads(args.serve)))
         return
     if os.geteuid() != 0:
         sys.exit("needs root (creates network namespaces)")
-    with Namespaces(args.pods) as ns:
-        print(json.dumps(asyncio.run(bench(ns.paths, args.seconds, args.period)), indent=2))
+    pods = args.pods or (5 if args.smoke else 110)
+    seconds = args.seconds or (2.0 if args.smoke else 30.0)
+    with Namespaces(pods) as ns:
+        r = asyncio.run(bench(ns.paths, seconds, args.period))
+    print(json.dumps(r, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Scheduler benchmark: the pure scheduling core (filter, score, assume) without the API.
 
-Usage: .venv/bin/python bench/scheduler_bench.py [--nodes 1000] [--pods 10000]
-       [--scenario all|plain|anti|spread] [--json OUT]
+Usage: .venv/bin/python bench/scheduler_bench.py [--smoke] [--nodes 1000] [--pods 10000]
+       [--scenario all|plain|affinity|anti|spread] [--json OUT]
 Simulates ``--nodes`` nodes (4 cpu / 16Gi / 110 pods, 3 zones) and schedules ``--pods`` pods one at a
 time through SchedulerCore.schedule + assume, as the scheduler loop does, and prints pods/s.
+Scenarios: ``plain`` (requests only), ``affinity`` (required node affinity to two of the three zones
+plus a preferred one), ``anti`` (required pod anti-affinity per hostname within groups of 10 pods),
+``spread`` (zone topology spread, DoNotSchedule). ``--smoke``: 50 nodes, 200 pods.
 Nothing is asserted: numbers only.
 """
 
@@ -18,6 +21,8 @@ from typing import Any
 from peapod.controlplane.scheduler.core import FitError, SchedulerCore
 from peapod.controlplane.scheduler.model import pod_info
 from peapod.controlplane.scheduler.snapshot import Snapshot
+
+SCENARIOS = ("plain", "affinity", "anti", "spread")
 
 
 def make_node(i: int) -> dict[str, Any]:
@@ -41,7 +46,14 @@ def make_pod(i: int, scenario: str) -> dict[str, Any]:
         "name": "c", "image": "registry.local/app:1",
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
     }]}
-    if scenario == "anti":
+    if scenario == "affinity":
+        zone = "topology.kubernetes.io/zone"
+        spec["affinity"] = {"nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": zone, "operator": "In", "values": ["zone-0", "zone-1"]}]}]},
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 10, "preference": {
+                "matchExpressions": [{"key": zone, "operator": "In", "values": [f"zone-{i % 2}"]}]}}]}}
+    elif scenario == "anti":
         spec["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
             "labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "kubernetes.io/hostname"}]}}
     elif scenario == "spread":
@@ -74,14 +86,17 @@ def run(scenario: str, nodes: int, pods: int, seed: int = 1) -> dict[str, Any]:
             "seconds": round(dt, 2), "pods_per_second": round(bound / dt, 1)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--nodes", type=int, default=1000)
-    ap.add_argument("--pods", type=int, default=10000)
-    ap.add_argument("--scenario", default="all", choices=["all", "plain", "anti", "spread"])
+    ap.add_argument("--smoke", action="store_true", help="50 nodes, 200 pods: checks the script runs")
+    ap.add_argument("--nodes", type=int, default=None, help="simulated nodes (default 1000)")
+    ap.add_argument("--pods", type=int, default=None, help="pods to schedule (default 10000)")
+    ap.add_argument("--scenario", default="all", choices=["all", *SCENARIOS])
     ap.add_argument("--json", help="also write the results as JSON to this file")
-    args = ap.parse_args()
-    scenarios = ["plain", "anti", "spread"] if args.scenario == "all" else [args.scenario]
+    args = ap.parse_args(argv)
+    args.nodes = args.nodes or (50 if args.smoke else 1000)
+    args.pods = args.pods or (200 if args.smoke else 10000)
+    scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     results = []
     print(f"{'scenario':10} {'nodes':>6} {'pods':>6} {'bound':>6} {'failed':>6} {'seconds':>8} {'pods/s':>8}")
     for s in scenarios:
