@@ -75,16 +75,28 @@ def out_dir() -> Path:
     return d
 
 
-@pytest.fixture(scope="session", autouse=True)
-def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """After the whole robustness session: no process (peapod, agent, conmon, etcd), mount, test bridge or
-    pod cgroup of this session is left on the machine (leftovers are bugs of peapod's cleanup or of a test)."""
-    base = tmp_path_factory.getbasetemp()
+_TEST_DIRS: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _remember_test_dir(tmp_path: Path) -> Path:
+    """Every robustness test's own temporary directory, checked by ``nothing_left_behind``."""
+    _TEST_DIRS.append(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="package", autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    """After the robustness tests: no process (peapod, agent, conmon, etcd), mount, test bridge or pod
+    cgroup they started is left on the machine (leftovers are bugs of peapod's cleanup or of a test).
+    Only what these tests made counts: other suites' session fixtures may still run at this point."""
+    bridges_before = set(STARTED_BRIDGES)
+    dirs_before = set(STARTED_NODE_DIRS)
     yield
     left = {
-        "processes": processes_mentioning(str(base)),
-        "mounts": mounts_under(base),
-        "bridges": sorted(b for b in STARTED_BRIDGES if Path(f"/sys/class/net/{b}").exists()),
-        "cgroups": [c for d in sorted(STARTED_NODE_DIRS) for c in cgroups_of(d)],
+        "processes": [p for d in _TEST_DIRS for p in processes_mentioning(str(d))],
+        "mounts": [m for d in _TEST_DIRS for m in mounts_under(d)],
+        "bridges": sorted(b for b in STARTED_BRIDGES - bridges_before if Path(f"/sys/class/net/{b}").exists()),
+        "cgroups": [c for d in sorted(STARTED_NODE_DIRS - dirs_before) for c in cgroups_of(d)],
     }
     assert {k: v for k, v in left.items() if v} == {}, "left behind by the robustness tests"
