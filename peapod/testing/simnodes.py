@@ -121,6 +121,7 @@ class SimulatedNodes:
         self.create_concurrency = create_concurrency
         self.nodes: dict[str, _SimNode] = {}
         self.status_writes = 0
+        self.lease_renewals = 0
         self.deletes = 0
         self.errors = 0
         self._queue: asyncio.Queue[str] = asyncio.Queue()
@@ -185,17 +186,40 @@ class SimulatedNodes:
                 await self.client.delete(info, name, ns)
 
     async def _renew_leases(self) -> None:
-        """Every node renews once per interval, spread evenly over it (as real kubelets drift apart)."""
+        """Every node renews its Lease once per interval, on a schedule of its own (spread evenly, as
+        real kubelets drift apart), with several renewals in flight: one slow answer must not delay
+        every other node's renewal past the node monitor's grace period."""
         names = list(self.nodes)
         step = self.lease_interval / max(1, len(names))
-        while True:
-            for name in names:
+        start = self.clock.monotonic()
+        due = {name: start + i * step for i, name in enumerate(names)}
+        limit = asyncio.Semaphore(self.create_concurrency)
+        inflight: set[asyncio.Task[None]] = set()
+
+        async def renew(name: str) -> None:
+            async with limit:
                 try:
                     await self.client.patch(LEASES, name, {"spec": {"renewTime": _micro_now()}}, LEASE_NAMESPACE)
-                except ApiError as e:
+                    self.lease_renewals += 1
+                except (ApiError, OSError, TimeoutError) as e:
                     self.errors += 1
-                    log.debug("lease %s: %s", name, e.message)
-                await self.clock.sleep(step)
+                    log.debug("lease %s: %s", name, e)
+
+        try:
+            while True:
+                now = self.clock.monotonic()
+                for name in names:
+                    if due[name] <= now:
+                        due[name] += self.lease_interval
+                        if due[name] <= now:  # fell behind: renew now, then keep the period
+                            due[name] = now + self.lease_interval
+                        task = asyncio.create_task(renew(name))
+                        inflight.add(task)
+                        task.add_done_callback(inflight.discard)
+                await self.clock.sleep(max(0.0, min(due.values()) - self.clock.monotonic()))
+        finally:
+            for task in list(inflight):
+                task.cancel()
 
     # -- pods ------------------------------------------------------------------------------------
 
