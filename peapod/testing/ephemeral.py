@@ -23,7 +23,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -33,22 +32,12 @@ from typing import Any, TypeVar
 import yaml
 
 from peapod.testing.cluster import KubectlResult, PeapodCluster, peapod_executable
+from peapod.testing.waiting import wait_until
 
 T = TypeVar("T")
 Manifest = str | Path | Mapping[str, Any] | Iterable[Mapping[str, Any]]
 
 
-def wait_until(condition: Callable[[], T], timeout: float = 60.0, what: str = "the condition holds",
-               interval: float = 0.25) -> T:
-    """Poll ``condition`` until it returns something truthy (returned); AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = condition()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting until {what}")
-        time.sleep(interval)
 
 
 def manifest_text(manifest: Manifest, substitutions: Mapping[str, str] | None = None) -> str:

@@ -20,30 +20,20 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from peapod.cluster import hostnet, procs
 from peapod.cluster.lifecycle import agent_argv, etcd_healthy, etcd_member_argv, mounts_under, server_ready
 from peapod.cluster.state import ClusterState, Host, Server
 from peapod.testing.cluster import KUBECTL, KubectlResult, peapod_executable
+from peapod.testing.waiting import wait_until
 
-T = TypeVar("T")
 CONTROLLER_LEASE = ("kube-system", "peapod-controller-manager")
 
 
-def wait_until(cond: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll until ``cond()`` is truthy; returns its value or fails with ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting until {what}")
-        time.sleep(interval)
 
 
 @dataclass

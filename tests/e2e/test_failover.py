@@ -16,6 +16,7 @@ import pytest
 from peapod.cli.up import ControlPlane
 from peapod.testing.cluster import PeapodCluster
 from peapod.testing.etcd import EtcdCluster
+from peapod.testing.waiting import wait_until
 
 pytestmark = [pytest.mark.etcd, pytest.mark.skipif(not EtcdCluster.available(), reason="etcd is not installed")]
 
@@ -50,15 +51,6 @@ def identity(server: PeapodCluster) -> str:
     return ControlPlane(data_dir=server.data_dir, bind="127.0.0.1", port=server.port).identity()
 
 
-def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting until {what}")
-        time.sleep(0.2)
 
 
 def holder(server: PeapodCluster) -> str:

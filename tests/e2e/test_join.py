@@ -15,17 +15,7 @@ import pytest
 from peapod.testing.cluster import STARTED_BRIDGES, PeapodCluster, free_port, peapod_executable
 from peapod.testing.etcd import EtcdCluster
 from peapod.testing.registry import LoopbackRegistry
-
-
-def wait_for(cond, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting until {what}")
-        time.sleep(0.2)
+from peapod.testing.waiting import wait_until as wait_for
 
 
 @pytest.mark.etcd

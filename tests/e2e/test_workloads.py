@@ -8,7 +8,7 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ import pytest
 from peapod.testing.cluster import KubectlResult, PeapodCluster
 from peapod.testing.images import busybox_image, push_image
 from peapod.testing.registry import LoopbackRegistry
+from peapod.testing.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(
     subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0", reason="needs root"
@@ -64,15 +65,6 @@ def core(cluster: PeapodCluster) -> Any:
 
 # -- helpers -----------------------------------------------------------------------------------------------
 
-def wait_until(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting until {what}")
-        time.sleep(interval)
 
 
 def apply(cluster: PeapodCluster, ns: str, obj: dict[str, Any]) -> KubectlResult:
