@@ -144,6 +144,7 @@ class ControlPlane:
         from peapod.apiserver.clusterinit import BOOTSTRAP_USER_PREFIX, BOOTSTRAPPERS_GROUP, ensure_cluster_secrets
         from peapod.apiserver.nodejoin import NodeSigner, install_node_join
         from peapod.apiserver.prom import ApiServerMetrics
+        from peapod.client.sharedinformer import InformerFactory
         from peapod.controlplane.manager import controllers, run_controllers
         from peapod.controlplane.scheduler import run_scheduler
         from peapod.store.compactor import run_compactor
@@ -227,10 +228,11 @@ class ControlPlane:
             self.url, token=controller_token, ssl_context=client_ssl(self.tls.ca_cert),
             user_agent="peapod-controller-manager",
         )
+        informers = InformerFactory(self.client, clock=clock)  # one watch per resource for all of them
         factories = {
-            **controllers(self.client, clock=clock, options=dataclasses.replace(
+            **controllers(self.client, clock=clock, factory=informers, options=dataclasses.replace(
                 self.controller_options, root_ca_pem=self.tls.ca_cert.read_bytes())),
-            "scheduler": lambda: run_scheduler(self.client, clock=clock),
+            "scheduler": lambda: run_scheduler(self.client, clock=clock, factory=informers),
         }
         self._tasks.append(asyncio.create_task(
             run_controllers(self.client, clock=clock, identity=self.identity(), factories=factories,

@@ -59,6 +59,15 @@ class Informer:
         if on_delete:
             self._on_delete.append(on_delete)
 
+    def remove_handlers(
+        self, on_add: Callable[[Obj], None] | None = None,
+        on_update: Callable[[Obj, Obj], None] | None = None, on_delete: Callable[[Obj], None] | None = None,
+    ) -> None:
+        """Stop calling handlers given to :meth:`add_handlers` (client-go's RemoveEventHandler)."""
+        for handlers, h in ((self._on_add, on_add), (self._on_update, on_update), (self._on_delete, on_delete)):
+            if h is not None and h in handlers:
+                handlers.remove(h)  # type: ignore[arg-type]
+
     # -- cache reads -----------------------------------------------------------------------------
     def get(self, key: str) -> Obj | None:
         return self._items.get(key)

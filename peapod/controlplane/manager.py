@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from peapod.client.rest import ApiClient
+from peapod.client.sharedinformer import InformerFactory
 from peapod.clock import Clock
 from peapod.controlplane.controllers.deployment import DeploymentController
 from peapod.controlplane.controllers.eventttl import run_event_ttl
@@ -45,24 +46,34 @@ class ControllerOptions:
     root_ca_pem: bytes = b""  # the cluster CA: published as ConfigMap kube-root-ca.crt in every namespace
 
 
-def controllers(client: ApiClient, *, clock: Clock, options: ControllerOptions | None = None) -> Factories:
-    """Each controller by name, as a factory of its run loop (a fresh instance per start)."""
+def controllers(
+    client: ApiClient, *, clock: Clock, options: ControllerOptions | None = None,
+    factory: InformerFactory | None = None,
+) -> Factories:
+    """Each controller by name, as a factory of its run loop (a fresh instance per start).
+
+    All of them read through ``factory``'s shared informers (one watch and one cache per resource,
+    as kube-controller-manager's SharedInformerFactory); pass the same factory to the scheduler.
+    """
     o = options or ControllerOptions()
+    f = factory or InformerFactory(client, clock=clock)
     out: Factories = {
-        "garbagecollector": lambda: GarbageCollector(client, clock=clock).run(),
-        "namespace": lambda: NamespaceController(client, clock=clock).run(),
+        "garbagecollector": lambda: GarbageCollector(client, clock=clock, factory=f).run(),
+        "namespace": lambda: NamespaceController(client, clock=clock, factory=f).run(),
         "eventttl": lambda: run_event_ttl(client, clock=clock),
-        "replicaset": lambda: ReplicaSetController(client, clock=clock).run(),
-        "deployment": lambda: DeploymentController(client, clock=clock).run(),
+        "replicaset": lambda: ReplicaSetController(client, clock=clock, factory=f).run(),
+        "deployment": lambda: DeploymentController(client, clock=clock, factory=f).run(),
         "nodelifecycle": lambda: NodeLifecycleController(
-            client, clock=clock, grace_period=o.node_monitor_grace_period).run(),
-        "podgc": lambda: PodGC(client, clock=clock).run(),
+            client, clock=clock, grace_period=o.node_monitor_grace_period, factory=f).run(),
+        "podgc": lambda: PodGC(client, clock=clock, factory=f).run(),
     }
     if o.root_ca_pem:
-        out["rootcacertpublisher"] = lambda: RootCACertPublisher(client, clock=clock, ca_pem=o.root_ca_pem).run()
+        out["rootcacertpublisher"] = lambda: RootCACertPublisher(
+            client, clock=clock, ca_pem=o.root_ca_pem, factory=f).run()
     if o.allocate_node_cidrs:
         out["nodeipam"] = lambda: NodeIpamController(
-            client, clock=clock, cluster_cidr=o.cluster_cidr, node_cidr_mask_size=o.node_cidr_mask_size).run()
+            client, clock=clock, cluster_cidr=o.cluster_cidr, node_cidr_mask_size=o.node_cidr_mask_size,
+            factory=f).run()
     return out
 
 

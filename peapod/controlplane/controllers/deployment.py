@@ -18,8 +18,9 @@ from typing import Any
 from peapod.api.errors import ApiError
 from peapod.api.resources import resource
 from peapod.client.events import EventRecorder
-from peapod.client.informer import Informer, object_key
+from peapod.client.informer import object_key
 from peapod.client.rest import ApiClient
+from peapod.client.sharedinformer import InformerFactory
 from peapod.client.workqueue import WorkQueue
 from peapod.clock import Clock
 from peapod.controlplane.controllers import deployment_util as du
@@ -59,14 +60,18 @@ def _same_status(a: Obj, b: Obj) -> bool:
 
 
 class DeploymentController:
-    def __init__(self, client: ApiClient, *, clock: Clock, recorder: EventRecorder | None = None) -> None:
+    def __init__(
+        self, client: ApiClient, *, clock: Clock, recorder: EventRecorder | None = None,
+        factory: InformerFactory | None = None,
+    ) -> None:
         self.client = client
         self.clock = clock
         self.recorder = recorder or EventRecorder(client, component=COMPONENT, clock=clock)
         self.queue = WorkQueue(clock=clock)
-        self.d_informer = Informer(client, DEPLOYMENTS, clock=clock)
-        self.rs_informer = Informer(client, REPLICASETS, clock=clock)
-        self.pod_informer = Informer(client, PODS, clock=clock)
+        informers = factory or InformerFactory(client, clock=clock)
+        self.d_informer = informers.informer(DEPLOYMENTS)
+        self.rs_informer = informers.informer(REPLICASETS)
+        self.pod_informer = informers.informer(PODS)
         self.d_informer.add_handlers(on_add=self._enqueue, on_update=lambda _o, n: self._enqueue(n),
                                      on_delete=self._enqueue)
         self.rs_informer.add_handlers(on_add=self._rs_added, on_update=self._rs_updated,

@@ -18,8 +18,9 @@ from typing import Any
 
 from peapod.api.errors import ApiError
 from peapod.api.resources import REGISTRY, ResourceInfo
-from peapod.client.informer import Informer, object_key
+from peapod.client.informer import object_key
 from peapod.client.rest import ApiClient
+from peapod.client.sharedinformer import InformerFactory, SharedInformer
 from peapod.client.workqueue import WorkQueue
 from peapod.clock import Clock
 from peapod.controlplane.controllers.finalizers import remove_finalizer
@@ -48,16 +49,16 @@ def split_api_version(api_version: str) -> tuple[str, str]:
 
 class GarbageCollector:
     def __init__(
-        self, client: ApiClient, *, clock: Clock, informers: dict[str, Informer] | None = None
+        self, client: ApiClient, *, clock: Clock, factory: InformerFactory | None = None
     ) -> None:
         self.client = client
         self.clock = clock
         self.queue = WorkQueue(clock=clock)
-        self.informers: dict[str, Informer] = informers or {}
+        informers = factory or InformerFactory(client, clock=clock)
+        self.informers: dict[str, SharedInformer] = {}
         for info in collectable_resources():
             name = f"{info.resource}.{info.group}"
-            if name not in self.informers:
-                self.informers[name] = Informer(client, info, clock=clock)
+            self.informers[name] = informers.informer(info)
         # uid -> (informer name, key) of live objects, and owner uid -> dependent uids.
         self._where: dict[str, tuple[str, str]] = {}
         self._dependents: dict[str, set[str]] = {}
@@ -99,7 +100,7 @@ class GarbageCollector:
         for dep in self._dependents.pop(uid, set()):
             self.queue.add(dep)
 
-    def _lookup(self, uid: str) -> tuple[Informer, Obj] | None:
+    def _lookup(self, uid: str) -> tuple[SharedInformer, Obj] | None:
         where = self._where.get(uid)
         if where is None:
             return None
@@ -180,7 +181,7 @@ class GarbageCollector:
             if e.code not in (404, 409, 422):
                 raise
 
-    def _dependent_objects(self, uid: str) -> list[tuple[Informer, Obj]]:
+    def _dependent_objects(self, uid: str) -> list[tuple[SharedInformer, Obj]]:
         out = []
         for dep in list(self._dependents.get(uid, ())):
             found = self._lookup(dep)

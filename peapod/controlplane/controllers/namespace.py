@@ -13,8 +13,8 @@ from typing import Any
 
 from peapod.api.errors import ApiError
 from peapod.api.resources import REGISTRY, ResourceInfo, api_path, resource
-from peapod.client.informer import Informer
 from peapod.client.rest import ApiClient
+from peapod.client.sharedinformer import InformerFactory
 from peapod.client.workqueue import WorkQueue
 from peapod.clock import Clock
 
@@ -32,11 +32,12 @@ def namespaced_content() -> list[ResourceInfo]:
 
 
 class NamespaceController:
-    def __init__(self, client: ApiClient, *, clock: Clock) -> None:
+    def __init__(self, client: ApiClient, *, clock: Clock, factory: InformerFactory | None = None) -> None:
         self.client = client
         self.clock = clock
         self.queue = WorkQueue(clock=clock)
-        self.informer = Informer(client, NAMESPACES, clock=clock)
+        informers = factory or InformerFactory(client, clock=clock)
+        self.informer = informers.informer(NAMESPACES)
         self.informer.add_handlers(
             on_add=self._enqueue, on_update=lambda _old, new: self._enqueue(new),
         )

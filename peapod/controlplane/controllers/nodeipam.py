@@ -22,8 +22,8 @@ from typing import Any
 from peapod.api.errors import ApiError
 from peapod.api.resources import resource
 from peapod.client.events import EventRecorder
-from peapod.client.informer import Informer
 from peapod.client.rest import ApiClient
+from peapod.client.sharedinformer import InformerFactory
 from peapod.client.workqueue import WorkQueue
 from peapod.clock import Clock
 from peapod.controlplane.controllers.controller_utils import Obj, meta
@@ -111,13 +111,14 @@ class NodeIpamController:
     def __init__(
         self, client: ApiClient, *, clock: Clock, cluster_cidr: str = DEFAULT_CLUSTER_CIDR,
         node_cidr_mask_size: int = DEFAULT_NODE_MASK, recorder: EventRecorder | None = None,
+        factory: InformerFactory | None = None,
     ) -> None:
         self.client = client
         self.clock = clock
         self.cidrs = CidrSet(cluster_cidr, node_cidr_mask_size)
         self.queue = WorkQueue(clock=clock)
         self.recorder = recorder or EventRecorder(client, component="node-controller", clock=clock)
-        self.nodes = Informer(client, NODES, clock=clock)
+        self.nodes = (factory or InformerFactory(client, clock=clock)).informer(NODES)
         self.nodes.add_handlers(on_add=self._seen, on_update=lambda _old, new: self._seen(new),
                                 on_delete=self._deleted)
 

@@ -27,8 +27,8 @@ import aiohttp
 from peapod.api.errors import ApiError
 from peapod.api.resources import resource
 from peapod.client.events import EventRecorder
-from peapod.client.informer import Informer
 from peapod.client.rest import ApiClient
+from peapod.client.sharedinformer import InformerFactory
 from peapod.clock import Clock, rfc3339
 from peapod.controlplane.controllers.controller_utils import Obj, creation_time, labels_of, meta, time_of
 
@@ -194,7 +194,7 @@ class NodeLifecycleController:
     def __init__(
         self, client: ApiClient, *, clock: Clock, grace_period: float = 40.0,
         startup_grace_period: float = 60.0, monitor_period: float = 5.0,
-        recorder: EventRecorder | None = None,
+        recorder: EventRecorder | None = None, factory: InformerFactory | None = None,
     ) -> None:
         self.client = client
         self.clock = clock
@@ -202,9 +202,10 @@ class NodeLifecycleController:
         self.startup_grace = startup_grace_period
         self.period = monitor_period
         self.recorder = recorder or EventRecorder(client, component=COMPONENT, clock=clock)
-        self.nodes = Informer(client, NODES, clock=clock)
-        self.leases = Informer(client, LEASES, clock=clock, namespace=LEASE_NAMESPACE)
-        self.pods = Informer(client, PODS, clock=clock)
+        informers = factory or InformerFactory(client, clock=clock)
+        self.nodes = informers.informer(NODES)
+        self.leases = informers.informer(LEASES, namespace=LEASE_NAMESPACE)
+        self.pods = informers.informer(PODS)
         self.health: dict[str, NodeHealth] = {}
         self.all_disrupted = False
 

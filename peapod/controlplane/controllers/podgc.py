@@ -14,8 +14,8 @@ import aiohttp
 
 from peapod.api.errors import ApiError
 from peapod.api.resources import resource
-from peapod.client.informer import Informer
 from peapod.client.rest import ApiClient
+from peapod.client.sharedinformer import InformerFactory
 from peapod.clock import Clock
 from peapod.controlplane.controllers.controller_utils import Obj, meta
 
@@ -41,14 +41,16 @@ def unscheduled_terminating(pods: list[Obj]) -> list[Obj]:
 
 class PodGC:
     def __init__(
-        self, client: ApiClient, *, clock: Clock, quarantine: float = 40.0, period: float = 20.0
+        self, client: ApiClient, *, clock: Clock, quarantine: float = 40.0, period: float = 20.0,
+        factory: InformerFactory | None = None,
     ) -> None:
         self.client = client
         self.clock = clock
         self.quarantine = quarantine
         self.period = period
-        self.nodes = Informer(client, NODES, clock=clock)
-        self.pods = Informer(client, PODS, clock=clock)
+        informers = factory or InformerFactory(client, clock=clock)
+        self.nodes = informers.informer(NODES)
+        self.pods = informers.informer(PODS)
         self._missing_since: dict[str, float] = {}
 
     async def gc_once(self) -> None:

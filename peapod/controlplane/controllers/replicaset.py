@@ -17,8 +17,9 @@ from typing import Any
 from peapod.api.errors import ApiError
 from peapod.api.resources import resource
 from peapod.client.events import EventRecorder
-from peapod.client.informer import Informer, object_key
+from peapod.client.informer import object_key
 from peapod.client.rest import ApiClient
+from peapod.client.sharedinformer import InformerFactory
 from peapod.client.workqueue import WorkQueue
 from peapod.clock import Clock
 from peapod.controlplane.controllers.controller_utils import (
@@ -92,7 +93,7 @@ def status_differs(old: Obj, new: Obj) -> bool:
 class ReplicaSetController:
     def __init__(
         self, client: ApiClient, *, clock: Clock, recorder: EventRecorder | None = None,
-        burst_replicas: int = BURST_REPLICAS,
+        burst_replicas: int = BURST_REPLICAS, factory: InformerFactory | None = None,
     ) -> None:
         self.client = client
         self.clock = clock
@@ -100,8 +101,9 @@ class ReplicaSetController:
         self.burst = burst_replicas
         self.queue = WorkQueue(clock=clock)
         self.expectations = Expectations(clock)
-        self.rs_informer = Informer(client, REPLICASETS, clock=clock)
-        self.pod_informer = Informer(client, PODS, clock=clock)
+        informers = factory or InformerFactory(client, clock=clock)
+        self.rs_informer = informers.informer(REPLICASETS)
+        self.pod_informer = informers.informer(PODS)
         self.rs_informer.add_handlers(
             on_add=self._enqueue, on_update=lambda _o, n: self._enqueue(n), on_delete=self._rs_deleted,
         )

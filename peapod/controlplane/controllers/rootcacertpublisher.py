@@ -15,8 +15,8 @@ from typing import Any
 
 from peapod.api.errors import ApiError
 from peapod.api.resources import resource
-from peapod.client.informer import Informer
 from peapod.client.rest import ApiClient
+from peapod.client.sharedinformer import InformerFactory
 from peapod.client.workqueue import WorkQueue
 from peapod.clock import Clock
 
@@ -52,12 +52,15 @@ def needs_update(cm: Obj, ca_pem: str) -> bool:
 
 
 class RootCACertPublisher:
-    def __init__(self, client: ApiClient, *, clock: Clock, ca_pem: bytes) -> None:
+    def __init__(
+        self, client: ApiClient, *, clock: Clock, ca_pem: bytes, factory: InformerFactory | None = None,
+    ) -> None:
         self.client = client
         self.ca_pem = ca_pem.decode()
         self.queue = WorkQueue(clock=clock)
-        self.namespaces = Informer(client, NAMESPACES, clock=clock)
-        self.configmaps = Informer(client, CONFIGMAPS, clock=clock, field_selector=f"metadata.name={NAME}")
+        informers = factory or InformerFactory(client, clock=clock)
+        self.namespaces = informers.informer(NAMESPACES)
+        self.configmaps = informers.informer(CONFIGMAPS, field_selector=f"metadata.name={NAME}")
         self.namespaces.add_handlers(on_add=self._ns, on_update=lambda _o, n: self._ns(n))
         self.configmaps.add_handlers(on_update=lambda _o, n: self._cm(n), on_delete=self._cm)
 

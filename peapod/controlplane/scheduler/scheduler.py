@@ -19,8 +19,8 @@ from typing import Any
 from peapod.api.errors import ApiError
 from peapod.api.resources import api_path, resource
 from peapod.client.events import EventRecorder
-from peapod.client.informer import Informer
 from peapod.client.rest import ApiClient
+from peapod.client.sharedinformer import InformerFactory
 from peapod.clock import Clock, rfc3339
 from peapod.controlplane.scheduler.core import FitError, NoNodesAvailable, SchedulerCore
 from peapod.controlplane.scheduler.model import PodInfo, pod_info, pod_key
@@ -58,7 +58,7 @@ class Scheduler:
     def __init__(
         self, client: ApiClient, *, clock: Clock, rng: random.Random | None = None,
         name: str = DEFAULT_SCHEDULER, percentage_of_nodes_to_score: int = 0, max_in_flight: int = 32,
-        queue: SchedulingQueue | None = None,
+        queue: SchedulingQueue | None = None, factory: InformerFactory | None = None,
     ) -> None:
         self.client = client
         self.clock = clock
@@ -70,9 +70,10 @@ class Scheduler:
         )
         self.queue = queue or SchedulingQueue(clock=clock)
         self.recorder = EventRecorder(client, component=name, clock=clock, asynchronous=True)
-        self.pods = Informer(client, PODS, clock=clock)
-        self.nodes = Informer(client, NODES, clock=clock)
-        self.namespaces = Informer(client, NAMESPACES, clock=clock)
+        informers = factory or InformerFactory(client, clock=clock)
+        self.pods = informers.informer(PODS)
+        self.nodes = informers.informer(NODES)
+        self.namespaces = informers.informer(NAMESPACES)
         self.assumed: dict[str, PodInfo] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -297,6 +298,7 @@ def node_update_events(old: Obj, new: Obj) -> list[str]:
 
 async def run_scheduler(
     client: ApiClient, *, clock: Clock, rng: random.Random | None = None, name: str = DEFAULT_SCHEDULER,
+    factory: InformerFactory | None = None,
 ) -> None:
     """Run a scheduler until cancelled (for the control plane to start)."""
-    await Scheduler(client, clock=clock, rng=rng, name=name).run()
+    await Scheduler(client, clock=clock, rng=rng, name=name, factory=factory).run()

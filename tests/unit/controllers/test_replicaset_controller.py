@@ -72,9 +72,9 @@ def replicaset(replicas: int) -> dict:
 
 def controller(api: FakeApi, rs: dict, pods: list[dict]) -> ReplicaSetController:
     c = ReplicaSetController(api, clock=FakeClock(NOW))  # type: ignore[arg-type]
-    c.rs_informer._items["default/rs"] = rs
+    c.rs_informer.cache._items["default/rs"] = rs
     for p in pods:
-        c.pod_informer._items[f"default/{p['metadata']['name']}"] = p
+        c.pod_informer.cache._items[f"default/{p['metadata']['name']}"] = p
     return c
 
 
