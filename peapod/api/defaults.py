@@ -1,5 +1,6 @@
 """Defaulting, as kube-apiserver's generated defaulters, create strategies and the default admission
-plugins (ServiceAccount, Priority, DefaultTolerationSeconds) leave objects.
+plugins ServiceAccount (the name only) and Priority leave objects; DefaultTolerationSeconds, whose
+seconds are server flags, is in :mod:`peapod.apiserver.admission`.
 
 ``apply_defaults(group, version, kind, obj)`` mutates ``obj`` in place and is idempotent. Objects are
 wire-format JSON dicts. ``qos_class(pod)`` computes ``status.qosClass`` the way the API server does
@@ -17,10 +18,7 @@ from peapod.api.quantity import parse_quantity
 DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS = 30
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
 DEFAULT_SERVICE_ACCOUNT = "default"
-DEFAULT_TOLERATION_SECONDS = 300
 DEFAULT_MODE = 0o644  # 420: secret, configMap, downwardAPI and projected volumes
-TAINT_NOT_READY = "node.kubernetes.io/not-ready"
-TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
 
 Obj = dict[str, Any]
 
@@ -175,40 +173,19 @@ def default_pod_spec(spec: Obj) -> None:
                     port["hostPort"] = port["containerPort"]
 
 
-def _tolerates(tolerations: list[Obj], key: str) -> bool:
-    for t in tolerations:
-        if t.get("key") in (key, None, "") and t.get("effect") in ("NoExecute", None, ""):
-            return True
-    return False
-
-
 def default_pod(pod: Obj) -> None:
     spec = _dict(pod, "spec")
     default_pod_spec(spec)
     for c in _dicts(spec.get("containers")) + _dicts(spec.get("initContainers")):
         _default_requests_from_limits(c)
     _set(spec, "enableServiceLinks", True)
-    # Admission: ServiceAccount, Priority, DefaultTolerationSeconds.
+    # Admission: ServiceAccount, Priority (DefaultTolerationSeconds is in peapod.apiserver.admission).
     if spec.get("serviceAccountName") in (None, ""):
         spec["serviceAccountName"] = DEFAULT_SERVICE_ACCOUNT
     spec["serviceAccount"] = spec["serviceAccountName"]
     _set(spec, "priority", 0)
     if spec.get("preemptionPolicy") in (None, ""):
         spec["preemptionPolicy"] = "PreemptLowerPriority"
-    tolerations = spec.get("tolerations")
-    if not isinstance(tolerations, list):
-        tolerations = []
-    for key in (TAINT_NOT_READY, TAINT_UNREACHABLE):
-        if not _tolerates(_dicts(tolerations), key):
-            tolerations.append(
-                {
-                    "key": key,
-                    "operator": "Exists",
-                    "effect": "NoExecute",
-                    "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
-                }
-            )
-    spec["tolerations"] = tolerations
     status = _dict(pod, "status")
     if status.get("phase") in (None, ""):
         status["phase"] = "Pending"

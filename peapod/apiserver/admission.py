@@ -22,9 +22,6 @@ import logging
 from typing import Any
 
 from peapod.api import errors
-from peapod.api.defaults import DEFAULT_TOLERATION_SECONDS
-from peapod.api.defaults import TAINT_NOT_READY as DEFAULT_TAINT_NOT_READY
-from peapod.api.defaults import TAINT_UNREACHABLE as DEFAULT_TAINT_UNREACHABLE
 from peapod.api.podsecurity import (
     PRIVILEGED,
     LevelVersion,
@@ -46,6 +43,9 @@ from peapod.apiserver.serviceaccounts import admit_pod as admit_service_account
 from peapod.apiserver.storage import decode
 
 log = logging.getLogger(__name__)
+
+TAINT_NOT_READY = "node.kubernetes.io/not-ready"
+TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
 
 EXEMPT_NAMESPACES = frozenset({"kube-system"})
 MAX_PODS_TO_CHECK = 3000  # kube's namespaceMaxPodsToCheck
@@ -119,18 +119,25 @@ def node_restriction_create(node: dict[str, Any]) -> None:
 
 
 def default_toleration_seconds(pod: dict[str, Any], not_ready: int, unreachable: int) -> None:
-    """DefaultTolerationSeconds with kube-apiserver's ``--default-not-ready-toleration-seconds`` and
-    ``--default-unreachable-toleration-seconds``. Defaulting (:func:`peapod.api.defaults.default_pod`)
-    already added the two NoExecute tolerations with kube's 300 s to a new pod that lacked them; this
-    sets the configured seconds on those added entries (an entry the user wrote identically is
-    indistinguishable and gets them too)."""
-    wanted = {DEFAULT_TAINT_NOT_READY: not_ready, DEFAULT_TAINT_UNREACHABLE: unreachable}
-    for t in (pod.get("spec") or {}).get("tolerations") or []:
-        if not isinstance(t, dict) or t.get("key") not in wanted:
-            continue
-        if t.get("operator") == "Exists" and t.get("effect") == "NoExecute" and \
-                t.get("tolerationSeconds") == DEFAULT_TOLERATION_SECONDS and len(t) == 4:
-            t["tolerationSeconds"] = wanted[t["key"]]
+    """DefaultTolerationSeconds: a new pod that does not tolerate the not-ready / unreachable
+    NoExecute taints gets a toleration of each for kube-apiserver's
+    ``--default-not-ready-toleration-seconds`` / ``--default-unreachable-toleration-seconds``."""
+    spec = pod.get("spec")
+    if not isinstance(spec, dict):
+        return
+    tolerations = spec.get("tolerations")
+    if tolerations is None:
+        tolerations = []
+    if not isinstance(tolerations, list):
+        return  # validation reports it
+    for key, seconds in ((TAINT_NOT_READY, not_ready), (TAINT_UNREACHABLE, unreachable)):
+        if not any(_tolerates_no_execute(t, key) for t in tolerations):
+            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds})
+    spec["tolerations"] = tolerations
+
+
+def _tolerates_no_execute(t: Any, key: str) -> bool:
+    return isinstance(t, dict) and t.get("key") in (key, None, "") and t.get("effect") in ("NoExecute", None, "")
 
 
 async def _namespace_policy(ctx: ApiContext, namespace: str) -> tuple[Policy, list[errors.FieldError]]:

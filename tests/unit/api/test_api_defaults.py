@@ -29,20 +29,7 @@ def test_pod_defaults():
     assert spec["serviceAccountName"] == spec["serviceAccount"] == "default"
     assert spec["priority"] == 0
     assert spec["preemptionPolicy"] == "PreemptLowerPriority"
-    assert spec["tolerations"] == [
-        {
-            "key": "node.kubernetes.io/not-ready",
-            "operator": "Exists",
-            "effect": "NoExecute",
-            "tolerationSeconds": 300,
-        },
-        {
-            "key": "node.kubernetes.io/unreachable",
-            "operator": "Exists",
-            "effect": "NoExecute",
-            "tolerationSeconds": 300,
-        },
-    ]
+    assert "tolerations" not in spec  # DefaultTolerationSeconds is admission (tests/unit/apiserver)
     c = spec["containers"][0]
     assert c["terminationMessagePath"] == "/dev/termination-log"
     assert c["terminationMessagePolicy"] == "File"
@@ -63,16 +50,7 @@ def test_pod_defaults_idempotent_and_keep_user_values():
     assert pod == once
     assert pod["spec"]["restartPolicy"] == "Never"
     assert pod["spec"]["serviceAccount"] == "builder"
-    assert [t["key"] for t in pod["spec"]["tolerations"]] == [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ]
-
-
-def test_wildcard_toleration_suppresses_defaults():
-    pod = _pod(tolerations=[{"operator": "Exists"}])
-    apply_defaults("", "v1", "Pod", pod)
-    assert pod["spec"]["tolerations"] == [{"operator": "Exists"}]
+    assert [t["key"] for t in pod["spec"]["tolerations"]] == ["node.kubernetes.io/not-ready"]
 
 
 @pytest.mark.parametrize(

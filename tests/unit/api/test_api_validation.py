@@ -11,7 +11,12 @@ def _msgs(errs):
     return [e.message() for e in errs]
 
 
+NOT_READY = {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+             "tolerationSeconds": 300}
+
+
 def pod(**spec_overrides):
+    spec_overrides.setdefault("tolerations", [dict(NOT_READY)])  # as admission leaves a new pod
     p = {
         "apiVersion": "v1",
         "kind": "Pod",

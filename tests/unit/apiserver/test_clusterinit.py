@@ -169,11 +169,21 @@ def _tol(key: str, seconds: int = 300) -> dict:
     return {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
 
 
-def test_default_toleration_seconds_are_configurable() -> None:
+def test_default_toleration_seconds_are_added_with_the_configured_seconds() -> None:
     nr, un = "node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"
-    pod = {"spec": {"tolerations": [_tol(nr), _tol(un), {"key": "other", "operator": "Exists"}]}}
+    pod: dict = {"spec": {"containers": []}}
     default_toleration_seconds(pod, 5, 7)
-    assert pod["spec"]["tolerations"] == [_tol(nr, 5), _tol(un, 7), {"key": "other", "operator": "Exists"}]
-    own = {"spec": {"tolerations": [_tol(nr, 60), {**_tol(un), "value": "x"}]}}
+    assert pod["spec"]["tolerations"] == [_tol(nr, 5), _tol(un, 7)]
+    # a toleration the user wrote is kept as written, even with kube's default 300 s
+    own = {"spec": {"tolerations": [_tol(nr, 300), {"key": "other", "operator": "Exists"}]}}
     default_toleration_seconds(own, 5, 7)
-    assert own["spec"]["tolerations"] == [_tol(nr, 60), {**_tol(un), "value": "x"}]
+    assert own["spec"]["tolerations"] == [_tol(nr, 300), {"key": "other", "operator": "Exists"}, _tol(un, 7)]
+    # an empty key, or no effect, tolerates the taint already (kube's rule)
+    for wildcard in ({"operator": "Exists"}, {"key": un, "operator": "Exists"}):
+        w = {"spec": {"tolerations": [wildcard]}}
+        default_toleration_seconds(w, 5, 7)
+        assert [t.get("key") for t in w["spec"]["tolerations"]] == (
+            [None] if "key" not in wildcard else [un, nr])
+    bad = {"spec": {"tolerations": "nope"}}
+    default_toleration_seconds(bad, 5, 7)
+    assert bad["spec"]["tolerations"] == "nope"  # left for validation to report
