@@ -6,6 +6,7 @@ Events and are converted on the way in and out.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from peapod.api.resources import ResourceInfo
@@ -22,6 +23,16 @@ def to_storage(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
     obj["apiVersion"] = info.api_version
     obj["kind"] = info.kind
     return obj
+
+
+def stored_copy(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+    """The storage form of ``obj`` without changing ``obj``: the top level and metadata (what storage
+    writes into: apiVersion, kind, resourceVersion) are copied, the rest is shared, not deep-copied."""
+    if shares_core_events(info):
+        return events_v1_to_core(copy.deepcopy(obj))
+    out = dict(obj)
+    out["metadata"] = dict(obj.get("metadata") or {})
+    return to_storage(info, out)
 
 
 def from_storage(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:

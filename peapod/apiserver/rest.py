@@ -21,7 +21,7 @@ from peapod.api.resources import ResourceInfo
 from peapod.api.validation import validate_object, validate_update
 from peapod.apiserver import admission, strategy
 from peapod.apiserver.checks import WriteOptions
-from peapod.apiserver.codec import from_storage, to_storage
+from peapod.apiserver.codec import from_storage, stored_copy
 from peapod.apiserver.context import ApiContext
 from peapod.apiserver.metadata import keep_system_fields, reset_for_create, same_ignoring_managed
 from peapod.apiserver.namespaces import (
@@ -134,7 +134,7 @@ async def create(
     if opts.dry_run:
         return obj
     for attempt in range(4):
-        stored = to_storage(info, copy.deepcopy(obj))
+        stored = stored_copy(info, obj)
         try:
             stored = await ctx.storage.create(info, namespace, name, stored)
             break
@@ -317,7 +317,7 @@ async def _write_update(
     if _should_delete_during_update(new):
         await ctx.storage.delete(info, namespace, name, rev)
         return new
-    stored = await ctx.storage.update(info, namespace, name, to_storage(info, copy.deepcopy(new)), rev)
+    stored = await ctx.storage.update(info, namespace, name, stored_copy(info, new), rev)
     return from_storage(info, stored)
 
 
@@ -506,7 +506,7 @@ async def _store_update(
 ) -> dict[str, Any]:
     if opts.dry_run:
         return new
-    stored = await ctx.storage.update(info, namespace, name, to_storage(info, copy.deepcopy(new)), rev)
+    stored = await ctx.storage.update(info, namespace, name, stored_copy(info, new), rev)
     return from_storage(info, stored)
 
 
