@@ -46,6 +46,13 @@ class Outcome:
     message: str = ""
 
 
+def _same_for_scheduling(old: Obj, new: Obj) -> bool:
+    """Whether ``new`` differs from ``old`` only where PodInfo does not look (status, most metadata)."""
+    om, nm = old.get("metadata") or {}, new.get("metadata") or {}
+    return (om.get("uid") == nm.get("uid") and om.get("labels") == nm.get("labels")
+            and om.get("deletionTimestamp") == nm.get("deletionTimestamp") and old.get("spec") == new.get("spec"))
+
+
 def _assigned(pod: Obj) -> bool:
     return bool((pod.get("spec") or {}).get("nodeName"))
 
@@ -221,6 +228,10 @@ class Scheduler:
             if _terminal(new):
                 if self._uncache_pod(key):
                     self.queue.move_for_event("AssignedPodDelete")
+                return
+            cached = self.snapshot.pods.get(key)
+            if cached is not None and key not in self.assumed and _same_for_scheduling(old, new):
+                cached.obj = new  # a status write (most updates): nothing the scheduler accounts changed
                 return
             self._cache_pod(key, new)
             if not _assigned(old):

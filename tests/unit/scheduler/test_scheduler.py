@@ -246,3 +246,23 @@ async def test_an_internal_error_requeues_instead_of_crashing(env: Any, monkeypa
     monkeypatch.undo()
     clock.advance(1.0)
     assert (await step(sched)).node == "n1"
+
+
+async def test_status_updates_keep_the_cached_pod_and_label_changes_recache_it(env: Any) -> None:
+    api, sched, _ = env
+    api.put("nodes", node("n1"))
+    api.put("pods", pod("web", cpu="1", node="n1", labels={"app": "a"}))
+    await settle()
+    cached = sched.snapshot.pods["default/web"]
+    running = pod("web", cpu="1", node="n1", labels={"app": "a"})
+    running["status"] = {"phase": "Running"}
+    api.put("pods", running)
+    await settle()
+    assert sched.snapshot.pods["default/web"] is cached  # not rebuilt for a status write
+    assert cached.obj["status"]["phase"] == "Running"  # but it holds the newest object
+    assert sched.snapshot.nodes["n1"].requested.cpu == 1000
+    api.put("pods", pod("web", cpu="1", node="n1", labels={"app": "b"}))
+    await settle()
+    assert sched.snapshot.pods["default/web"] is not cached
+    assert sched.snapshot.pods["default/web"].labels == {"app": "b"}
+    assert sched.snapshot.nodes["n1"].requested.cpu == 1000
