@@ -29,24 +29,13 @@ def object_key(obj: Obj) -> str:
     return f"{ns}/{md.get('name')}" if ns else str(md.get("name"))
 
 
-class Informer:
-    def __init__(
-        self, client: ApiClient, info: ResourceInfo, *, clock: Clock, namespace: str | None = None,
-        label_selector: str | None = None, field_selector: str | None = None, watch_timeout: int = 300,
-    ) -> None:
-        self.client = client
-        self.info = info
-        self._clock = clock
-        self._namespace = namespace
-        self._label_selector = label_selector
-        self._field_selector = field_selector
-        self._watch_timeout = watch_timeout
-        self._items: dict[str, Obj] = {}
+class EventHandlers:
+    """Add/update/delete handlers, called in the order they were added (shared by the informers)."""
+
+    def __init__(self) -> None:
         self._on_add: list[Callable[[Obj], None]] = []
         self._on_update: list[Callable[[Obj, Obj], None]] = []
         self._on_delete: list[Callable[[Obj], None]] = []
-        self.synced = asyncio.Event()
-        self.resource_version = ""
 
     def add_handlers(
         self, on_add: Callable[[Obj], None] | None = None,
@@ -67,6 +56,36 @@ class Informer:
         for handlers, h in ((self._on_add, on_add), (self._on_update, on_update), (self._on_delete, on_delete)):
             if h is not None and h in handlers:
                 handlers.remove(h)  # type: ignore[arg-type]
+
+    def _emit_add(self, obj: Obj) -> None:
+        for h in self._on_add:
+            h(obj)
+
+    def _emit_update(self, old: Obj, new: Obj) -> None:
+        for h in self._on_update:
+            h(old, new)
+
+    def _emit_delete(self, obj: Obj) -> None:
+        for h in self._on_delete:
+            h(obj)
+
+
+class Informer(EventHandlers):
+    def __init__(
+        self, client: ApiClient, info: ResourceInfo, *, clock: Clock, namespace: str | None = None,
+        label_selector: str | None = None, field_selector: str | None = None, watch_timeout: int = 300,
+    ) -> None:
+        self.client = client
+        self.info = info
+        self._clock = clock
+        self._namespace = namespace
+        self._label_selector = label_selector
+        self._field_selector = field_selector
+        self._watch_timeout = watch_timeout
+        super().__init__()
+        self._items: dict[str, Obj] = {}
+        self.synced = asyncio.Event()
+        self.resource_version = ""
 
     # -- cache reads -----------------------------------------------------------------------------
     def get(self, key: str) -> Obj | None:
@@ -164,15 +183,3 @@ class Informer:
                     self._emit_update(old, obj)
             if rv:
                 self.resource_version = rv
-
-    def _emit_add(self, obj: Obj) -> None:
-        for h in self._on_add:
-            h(obj)
-
-    def _emit_update(self, old: Obj, new: Obj) -> None:
-        for h in self._on_update:
-            h(old, new)
-
-    def _emit_delete(self, obj: Obj) -> None:
-        for h in self._on_delete:
-            h(obj)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from peapod.api.resources import ResourceInfo
-from peapod.client.informer import Informer
+from peapod.client.informer import EventHandlers, Informer
 from peapod.client.rest import ApiClient
 from peapod.clock import Clock
 
@@ -58,15 +58,13 @@ class _Source:
             await task
 
 
-class SharedInformer:
+class SharedInformer(EventHandlers):
     """One consumer's view of a shared informer; the same interface as :class:`Informer`."""
 
     def __init__(self, source: _Source, info: ResourceInfo) -> None:
+        super().__init__()
         self._source = source
         self.info = info
-        self._on_add: list[Callable[[Obj], None]] = []
-        self._on_update: list[Callable[[Obj, Obj], None]] = []
-        self._on_delete: list[Callable[[Obj], None]] = []
         self._attached: Informer | None = None
         self.synced = asyncio.Event()
 
@@ -76,12 +74,7 @@ class SharedInformer:
     ) -> None:
         if self._attached is not None:
             raise RuntimeError("add handlers before the shared informer's run() starts")
-        if on_add:
-            self._on_add.append(on_add)
-        if on_update:
-            self._on_update.append(on_update)
-        if on_delete:
-            self._on_delete.append(on_delete)
+        super().add_handlers(on_add, on_update, on_delete)
 
     # -- cache reads (empty until the underlying informer has listed) -----------------------------
     @property
@@ -110,8 +103,7 @@ class SharedInformer:
             await informer.synced.wait()
             # No await from here to the attach: the replay and the live events neither overlap nor leave a gap.
             for obj in informer.list():
-                for h in self._on_add:
-                    h(obj)
+                self._emit_add(obj)
             informer.add_handlers(*self._handlers())
             self._attached = informer
             self.synced.set()
@@ -125,18 +117,6 @@ class SharedInformer:
 
     def _handlers(self) -> tuple[Callable[[Obj], None], Callable[[Obj, Obj], None], Callable[[Obj], None]]:
         return self._emit_add, self._emit_update, self._emit_delete
-
-    def _emit_add(self, obj: Obj) -> None:
-        for h in self._on_add:
-            h(obj)
-
-    def _emit_update(self, old: Obj, new: Obj) -> None:
-        for h in self._on_update:
-            h(old, new)
-
-    def _emit_delete(self, obj: Obj) -> None:
-        for h in self._on_delete:
-            h(obj)
 
 
 class InformerFactory:
