@@ -23,3 +23,14 @@ def loads(data: bytes | str) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return json.loads(data)
+
+
+def clone(obj: Any) -> Any:
+    """A deep copy of a JSON value (dicts, lists, strings, numbers, booleans, None): a round trip
+    through orjson, about ten times faster than ``copy.deepcopy`` on an API object."""
+    try:
+        return orjson.loads(orjson.dumps(obj))
+    except (TypeError, orjson.JSONEncodeError):
+        import copy
+
+        return copy.deepcopy(obj)

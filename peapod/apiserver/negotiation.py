@@ -7,6 +7,7 @@ sends can raise anything else.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # as Go's decoder: "1e400" does not fit a float64
+        raise ValueError(f"cannot unmarshal number {text} into a 64-bit float: value out of range")
+    return value
+
+
 def parse_json(raw: bytes, what: str = "couldn't get version/kind; json parse error") -> Decoded:
     dups: list[str] = []
 
@@ -89,7 +97,8 @@ def parse_json(raw: bytes, what: str = "couldn't get version/kind; json parse er
 
     try:
         text = raw.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=pairs, parse_constant=_reject_constant)
+        value = json.loads(text, object_pairs_hook=pairs, parse_constant=_reject_constant,
+                           parse_float=_finite_float)
     except RecursionError:
         raise errors.bad_request(f"{what}: exceeded max depth") from None
     except UnicodeDecodeError:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from peapod.api import errors
+from peapod.api import errors, jsoncodec
 from peapod.api.defaults import apply_defaults
 from peapod.api.names import generate_name
 from peapod.api.patch import update_managed_fields
@@ -226,7 +226,7 @@ async def update(
             raise errors.not_found(info.group, info.resource, name)
         current_stored, rev = got
         old = from_storage(info, current_stored)
-        new = await spec.transform(copy.deepcopy(old))
+        new = await spec.transform(jsoncodec.clone(old))
         try:
             return await _write_update(ctx, info, namespace, name, old, new, rev, spec, opts)
         except Conflict:

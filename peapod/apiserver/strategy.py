@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from peapod.api import jsoncodec
 from peapod.api.resources import ResourceInfo
 
 # Kinds whose metadata.generation tracks spec changes (kube sets it in these strategies).
@@ -56,7 +57,7 @@ def prepare_for_update(info: ResourceInfo, new: dict[str, Any], old: dict[str, A
     """PUT/PATCH of the main resource: status comes from the old object for kinds with /status."""
     if has_status_subresource(info):
         if "status" in old:
-            new["status"] = copy.deepcopy(old["status"])
+            new["status"] = jsoncodec.clone(old["status"])
         else:
             new.pop("status", None)
     if (info.group, info.kind) == ("", "Namespace"):
@@ -90,9 +91,9 @@ def bump_generation(info: ResourceInfo, new: dict[str, Any], old: dict[str, Any]
 
 def status_update(info: ResourceInfo, new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     """PUT/PATCH of /status: only status changes; everything else is kept from the old object."""
-    out = copy.deepcopy(old)
+    out = jsoncodec.clone(old)
     if "status" in new:
-        out["status"] = copy.deepcopy(new["status"])
+        out["status"] = jsoncodec.clone(new["status"])
     else:
         out.pop("status", None)
     nm = new.get("metadata")
@@ -103,7 +104,7 @@ def status_update(info: ResourceInfo, new: dict[str, Any], old: dict[str, Any]) 
 
 def finalize_update(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     """PUT of namespaces/<n>/finalize: only spec.finalizers changes."""
-    out = copy.deepcopy(old)
+    out = jsoncodec.clone(old)
     fins = (new.get("spec") or {}).get("finalizers")
     spec = out.setdefault("spec", {})
     if fins:
@@ -115,7 +116,7 @@ def finalize_update(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
 
 def ephemeral_update(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     """PUT/PATCH of pods/<n>/ephemeralcontainers: only spec.ephemeralContainers changes."""
-    out = copy.deepcopy(old)
+    out = jsoncodec.clone(old)
     eph = (new.get("spec") or {}).get("ephemeralContainers")
     if eph:
         out.setdefault("spec", {})["ephemeralContainers"] = copy.deepcopy(eph)

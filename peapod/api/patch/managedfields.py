@@ -9,11 +9,11 @@ other managers, and drops removed fields from everyone. Server-side apply lives 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from peapod.api import jsoncodec
 from peapod.api.patch import fieldpath as fp
 from peapod.api.patch import typed, typeinfo
 from peapod.api.patch.fieldpath import FieldSet, Path
@@ -156,7 +156,7 @@ def without_managed_fields(obj: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def with_managed_fields(obj: dict[str, Any], managed: Managed) -> dict[str, Any]:
-    out = copy.deepcopy(obj)
+    out = jsoncodec.clone(obj)
     meta = out.setdefault("metadata", {})
     encoded = encode(managed)
     if encoded:
