@@ -1,12 +1,14 @@
 """Control plane at scale on simulated nodes (kwok-style), on a 3-member etcd and on SQLite.
 
 Usage: .venv/bin/python bench/scale_bench.py [--smoke] [--nodes 1000] [--pods 30000] [--stores etcd,sqlite]
-       [--lease-interval 10] [--concurrency 16] [--json OUT]
+       [--create-qps 20] [--lease-interval 10] [--concurrency 16] [--sim-workers 16] [--json OUT]
 
 For each store a real ``peapod server`` (API server, scheduler, controllers) runs on it; ``--nodes``
 simulated nodes (peapod/testing/simnodes.py: Node objects, Leases renewed every ``--lease-interval`` s,
 pods bound to them marked Running, deletes finished at once) join, then ``--pods`` pods (100m CPU,
-128Mi each, in 10 namespaces) are created by ``--concurrency`` concurrent clients while a sampler reads
+128Mi each, in 10 namespaces) are created by ``--concurrency`` concurrent clients at ``--create-qps``
+pods per second (20, clusterloader2's default density throughput, under which Kubernetes states its
+latency SLOs; 0: as fast as the server takes them, which measures throughput) while a sampler reads
 single pods. Reported, against Kubernetes' API call latency SLOs (mutating and single-object reads
 p99 <= 1 s): client-side latency of the creates and the reads, the API server's own histogram
 (``apiserver_request_duration_seconds`` for every request it served, leases and status writes of
@@ -98,9 +100,27 @@ def histogram_p99(metrics: str, verbs: set[str], resources: set[str] | None = No
     return {"count": int(total), "p50_s": q(0.5), "p99_s": q(0.99)}
 
 
+class Pacer:
+    """Hands out start times ``1/qps`` apart to any number of concurrent creators (qps 0: no pacing)."""
+
+    def __init__(self, qps: float) -> None:
+        self.interval = 1.0 / qps if qps > 0 else 0.0
+        self.next = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.perf_counter()
+        slot = max(self.next, now)
+        self.next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
 async def run_store(store: str, nodes: int, pods: int, *, lease_interval: float, concurrency: int,
-                    namespaces: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"store": store, "nodes": nodes, "pods": pods, "lease_interval_s": lease_interval}
+                    namespaces: int, create_qps: float = 0.0, sim_workers: int = 16) -> dict[str, Any]:
+    out: dict[str, Any] = {"store": store, "nodes": nodes, "pods": pods, "lease_interval_s": lease_interval,
+                           "create_qps": create_qps or "unlimited", "sim_workers": sim_workers}
     with tempfile.TemporaryDirectory() as d:
         etcd: EtcdCluster | None = None
         extra: list[str] = []
@@ -113,7 +133,7 @@ async def run_store(store: str, nodes: int, pods: int, *, lease_interval: float,
         assert cluster.proc is not None
         pid = cluster.proc.pid
         client = ApiClient.from_kubeconfig(cluster.kubeconfig, user_agent="scale-bench")
-        sim = SimulatedNodes(client, count=nodes, lease_interval=lease_interval)
+        sim = SimulatedNodes(client, count=nodes, lease_interval=lease_interval, workers=sim_workers)
         peaks = {"server_rss_mb": 0.0, "etcd_rss_mb": 0.0}
         stop_sampling = asyncio.Event()
 
@@ -173,8 +193,11 @@ async def run_store(store: str, nodes: int, pods: int, *, lease_interval: float,
 
             errors: dict[str, int] = {}
 
+            pacer = Pacer(create_qps)
+
             async def creator() -> None:
                 for i in it:
+                    await pacer.wait()
                     ns, body = pod(i, namespaces)
                     for attempt in range(5):  # a 5xx is counted and retried, as a controller would
                         t0 = time.perf_counter()
@@ -247,6 +270,7 @@ def report(results: list[dict[str, Any]]) -> str:
              "|---|" + "---|" * len(results) + "---|"]
     rows = [
         ("nodes / pods", lambda r: f"{r['nodes']} / {r['pods']}", ""),
+        ("creates offered (pods/s)", lambda r: r.get("create_qps", "unlimited"), ""),
         ("pods created per s (client)", lambda r: r["create_pods_per_s"], ""),
         ("pods scheduled per s (first create to last bind)", lambda r: r["scheduled_pods_per_s"], ""),
         ("first create to all Running (s)", lambda r: r["all_running_s"], ""),
@@ -273,6 +297,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--stores", default="etcd,sqlite")
     p.add_argument("--lease-interval", type=float, default=10.0)
     p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--create-qps", type=float, default=20.0,
+                   help="pods created per second (clusterloader2's density default); 0 = as fast as possible")
+    p.add_argument("--sim-workers", type=int, default=16, help="concurrent status writes of the simulated kubelets")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     if args.smoke:
@@ -280,7 +307,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results = []
     for store in args.stores.split(","):
         results.append(asyncio.run(run_store(store, args.nodes, args.pods, lease_interval=args.lease_interval,
-                                             concurrency=args.concurrency, namespaces=10)))
+                                             concurrency=args.concurrency, namespaces=10,
+                                             create_qps=args.create_qps, sim_workers=args.sim_workers)))
     print(report(results))
     out = {"benchmark": "scale", "smoke": args.smoke, "results": results}
     if args.json:
