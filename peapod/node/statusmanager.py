@@ -143,6 +143,8 @@ class StatusManager:
             await self.client.delete(PODS, md["name"], md.get("namespace", "default"), grace_period_seconds=0,
                                      preconditions={"uid": md["uid"]})
         except ApiError as e:
-            if e.code not in (404, 409):
+            # 404: gone; 409: the name is another pod now; 403: the name is a pod bound to another
+            # node (node authorization), so not ours either: a pod's nodeName never changes.
+            if e.code not in (403, 404, 409):
                 raise
         self.forget(md["uid"])

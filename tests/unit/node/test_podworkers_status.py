@@ -171,6 +171,8 @@ class FakeClient:
 
     async def delete(self, info: Any, name: str, namespace: str | None = None, **kw: Any) -> None:
         self.deletes.append((name, kw))
+        if self.fail:
+            raise self.fail.pop(0)
 
 
 async def test_status_manager_patches_only_changes(clock: FakeClock) -> None:
@@ -195,6 +197,20 @@ async def test_status_manager_patches_only_changes(clock: FakeClock) -> None:
     assert await sm.sync_once()  # a gone pod is given up, not retried
     await sm.delete_pod(p)
     assert client.deletes == [("p", {"grace_period_seconds": 0, "preconditions": {"uid": "u1"}})]
+
+
+async def test_final_delete_of_a_reused_name_is_done_not_retried(clock: FakeClock) -> None:
+    """The name now belongs to a pod bound elsewhere (node authorization answers 403): since a pod's
+    nodeName never changes, ours is gone; the delete must not fail (and be retried forever)."""
+    client = FakeClient()
+    sm = StatusManager(client, clock=clock)  # type: ignore[arg-type]
+    p = pod("u1")
+    for code in (403, 404, 409):
+        client.fail = [ApiError(code, "x", "not ours")]
+        await sm.delete_pod(p)
+    client.fail = [ApiError(500, "InternalError", "store down")]
+    with pytest.raises(ApiError):
+        await sm.delete_pod(p)
 
 
 def test_node_status_builders() -> None:
