@@ -3,10 +3,8 @@ authentication and authorization middlewares (as ``peapod server`` wires them)."
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +26,7 @@ from peapod.apiserver.serviceaccounts import (
 )
 from peapod.clock import RealClock
 from peapod.store.sqlite import SQLiteStore
+from peapod.testing.waiting import eventually
 from tests.integration.conftest import ServerThread
 from tests.integration.helpers import Resp, call, pod
 
@@ -103,14 +102,6 @@ async def as_user(secure: SecureServer) -> Any:
     yield make
     for s in sessions:
         await s.close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    """Role/binding changes reach the authorizer through a watch: wait for them (never long)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
 
 
 def role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from peapod.apiserver.serviceaccounts import TOKEN_MOUNT_PATH, TokenSigner
 from peapod.client.rest import ApiClient
 from peapod.clock import RealClock
 from peapod.controlplane.controllers.rootcacertpublisher import DESCRIPTION_KEY, NAME, RootCACertPublisher
+from peapod.testing.waiting import eventually
 from tests.integration.conftest import ServerThread
 from tests.integration.helpers import call, pod
 
@@ -74,16 +75,6 @@ async def test_automount_false_and_missing_service_account(http: Any, server: Se
     assert await server.dump() == before
 
 
-async def _eventually(check: Any, timeout: float = 15.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
 async def test_root_ca_configmap_in_every_namespace(http: Any, server: ServerThread) -> None:
     client = ApiClient(server.url)
     publisher = RootCACertPublisher(client, clock=RealClock(), ca_pem=CA)
@@ -94,18 +85,18 @@ async def test_root_ca_configmap_in_every_namespace(http: Any, server: ServerThr
         return r.json if r.status == 200 and r.json["data"] == {"ca.crt": CA.decode()} else None
 
     try:
-        got = await _eventually(lambda: cm("default"))
+        got = await eventually(lambda: cm("default"))
         assert got["metadata"]["annotations"][DESCRIPTION_KEY].startswith("Contains a CA bundle")
-        await _eventually(lambda: cm("kube-system"))
+        await eventually(lambda: cm("kube-system"))
         assert (await call(http, "POST", "/api/v1/namespaces", {"metadata": {"name": "fresh"}})).status == 201
-        await _eventually(lambda: cm("fresh"))
+        await eventually(lambda: cm("fresh"))
         # Edited or deleted: restored.
         got = await cm("fresh")
         got["data"] = {"ca.crt": "tampered"}
         assert (await call(http, "PUT", f"/api/v1/namespaces/fresh/configmaps/{NAME}", got)).status == 200
-        await _eventually(lambda: cm("fresh"))
+        await eventually(lambda: cm("fresh"))
         assert (await call(http, "DELETE", f"/api/v1/namespaces/fresh/configmaps/{NAME}")).status == 200
-        await _eventually(lambda: cm("fresh"))
+        await eventually(lambda: cm("fresh"))
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from peapod.api.resources import resource
@@ -13,21 +12,11 @@ from peapod.client.rest import ApiClient
 from peapod.clock import RealClock
 from peapod.controlplane.scheduler import Scheduler
 from peapod.testing.simnodes import SimulatedNodes, node_cidr
+from peapod.testing.waiting import eventually
 
 PODS = resource("", "v1", "pods")
 NODES = resource("", "v1", "nodes")
 LEASES = resource("coordination.k8s.io", "v1", "leases")
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 def pod(name: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ test_crossnode.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from peapod.client.rest import ApiClient
 from peapod.node.network.crossnode import CrossNodeNetwork
 from peapod.node.network.crossnode_fakes import FakeDataplane, FakeFirewall
 from peapod.node.network.crossnode_plan import VXLAN_MAC_ANNOTATION, Fdb, Route, vtep_mac_for
+from peapod.testing.waiting import eventually
 from tests.integration.test_rbac import SecureServer
 
 NODES = resource("", "v1", "nodes")
@@ -41,14 +41,6 @@ async def make_node(admin: ApiClient, name: str, cidr: str, ip: str, mac: str | 
                       subresource="status")
 
 
-async def eventually(cond: Any, what: str) -> None:
-    for _ in range(200):
-        if await cond():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out: {what}")
-
-
 async def test_follows_real_nodes_and_publishes_mac_as_the_node(secure: SecureServer) -> None:
     admin = ApiClient(secure.url, token="admin")
     node = ApiClient(secure.url, token="node1")  # system:node:n1
@@ -64,12 +56,12 @@ async def test_follows_real_nodes_and_publishes_mac_as_the_node(secure: SecureSe
             n1 = await admin.get(NODES, "n1")
             return (n1["metadata"].get("annotations") or {}).get(VXLAN_MAC_ANNOTATION) == vtep_mac_for("n1")
 
-        await eventually(published, "n1's MAC on its Node")
+        await eventually(published, timeout=10, what="n1's MAC on its Node")
 
         async def programmed() -> bool:
             return dp.state.fdb == {Fdb(vtep_mac_for("n2"), "10.200.0.2")}
 
-        await eventually(programmed, "fdb for n2")
+        await eventually(programmed, timeout=10, what="fdb for n2")
         assert dp.state.routes == {Route("10.42.2.0/24", "10.42.2.0", vxlan=True)}
         assert net.last_errors == []
         await admin.delete(NODES, "n2")
@@ -77,7 +69,7 @@ async def test_follows_real_nodes_and_publishes_mac_as_the_node(secure: SecureSe
         async def removed() -> bool:
             return not dp.state.fdb and not dp.state.routes
 
-        await eventually(removed, "n2's entries removed")
+        await eventually(removed, timeout=10, what="n2's entries removed")
     finally:
         await net.stop()
         await admin.close()

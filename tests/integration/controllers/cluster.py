@@ -11,6 +11,7 @@ from peapod.api.errors import ApiError
 from peapod.api.resources import api_path, resource
 from peapod.client.rest import ApiClient
 from peapod.clock import RealClock, rfc3339
+from peapod.testing import waiting
 
 PODS = resource("", "v1", "pods")
 NODES = resource("", "v1", "nodes")
@@ -21,20 +22,8 @@ Obj = dict[str, Any]
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0, what: str = "") -> Any:
-    """Poll ``check`` (real time: the server does real I/O) until it returns something truthy."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last: Any = None
-    while loop.time() < deadline:
-        try:
-            last = await check()
-        except (ApiError, AssertionError) as e:
-            last = e
-        else:
-            if last:
-                return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}: last {last!r}")
+    """Poll ``check`` (real time: the server does real I/O); API errors and failed asserts mean "not yet"."""
+    return await waiting.eventually(check, timeout, what or str(check), retry_on=(ApiError, AssertionError))
 
 
 @contextlib.asynccontextmanager

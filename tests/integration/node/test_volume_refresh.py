@@ -5,9 +5,8 @@ volumes are never written again."""
 from __future__ import annotations
 
 import asyncio
-import time
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from peapod.node.volumes import FakeMounter
 from peapod.testing.fakes_images import FakeImageService
 from peapod.testing.fakes_node import FakeSandboxes
 from peapod.testing.fakes_runtime import FakePodNetwork, FakeRuntime
+from peapod.testing.waiting import eventually
 
 PODS = resource("", "v1", "pods")
 CONFIGMAPS = resource("", "v1", "configmaps")
@@ -54,15 +54,6 @@ async def agent(tmp_path: Path, client: ApiClient) -> AsyncIterator[Agent]:
         yield a
     finally:
         await a.stop(stop_pods=True)
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def read(p: Path) -> str | None:

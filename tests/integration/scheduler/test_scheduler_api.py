@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from peapod.api.resources import resource
 from peapod.client.rest import ApiClient
 from peapod.clock import RealClock
 from peapod.controlplane.scheduler import Scheduler
+from peapod.testing.waiting import eventually
 
 PODS = resource("", "v1", "pods")
 NODES = resource("", "v1", "nodes")
@@ -42,17 +43,6 @@ def pod(name: str, **spec: Any) -> dict[str, Any]:
             **spec,
         },
     }
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
