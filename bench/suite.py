@@ -67,7 +67,7 @@ KNOWN: tuple[Entry, ...] = (
     Entry("probes_agent", "probes_agent_bench.py", "A real node probing 110 pods",
           root=True),
     Entry("cluster", "cluster_bench.py", "Multi-node cluster", root=True, optional=True),
-    Entry("scale", "scale_bench.py", "Simulated nodes at scale", optional=True),
+    Entry("scale", "scale_bench.py", "Simulated nodes at scale", optional=True, timeout_full=5400.0),
 )
 
 NOT_BENCHMARKS = {"run.py", "suite.py", "goals.py", "plots.py", "summary.py", "machine.py"}
