@@ -6,7 +6,6 @@ the status subresource for kinds that have one), what the server fills in, when 
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from peapod.api import jsoncodec
@@ -91,11 +90,9 @@ def bump_generation(info: ResourceInfo, new: dict[str, Any], old: dict[str, Any]
 
 def status_update(info: ResourceInfo, new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     """PUT/PATCH of /status: only status changes; everything else is kept from the old object."""
-    out = jsoncodec.clone(old)
+    out = jsoncodec.clone({k: v for k, v in old.items() if k != "status"})  # old status is replaced
     if "status" in new:
         out["status"] = jsoncodec.clone(new["status"])
-    else:
-        out.pop("status", None)
     nm = new.get("metadata")
     if isinstance(nm, dict) and "managedFields" in nm:
         out["metadata"]["managedFields"] = nm["managedFields"]
@@ -119,7 +116,7 @@ def ephemeral_update(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]
     out = jsoncodec.clone(old)
     eph = (new.get("spec") or {}).get("ephemeralContainers")
     if eph:
-        out.setdefault("spec", {})["ephemeralContainers"] = copy.deepcopy(eph)
+        out.setdefault("spec", {})["ephemeralContainers"] = jsoncodec.clone(eph)
     else:
         out.get("spec", {}).pop("ephemeralContainers", None)
     return out
