@@ -4,6 +4,7 @@ Request bodies from clients are still parsed by the strict stdlib decoder in the
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -31,6 +32,4 @@ def clone(obj: Any) -> Any:
     try:
         return orjson.loads(orjson.dumps(obj))
     except (TypeError, orjson.JSONEncodeError):
-        import copy
-
         return copy.deepcopy(obj)

@@ -6,9 +6,9 @@ Events and are converted on the way in and out.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from peapod.api import jsoncodec
 from peapod.api.resources import ResourceInfo
 from peapod.apiserver.events_conversion import core_to_events_v1, events_v1_to_core
 
@@ -29,7 +29,7 @@ def stored_copy(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
     """The storage form of ``obj`` without changing ``obj``: the top level and metadata (what storage
     writes into: apiVersion, kind, resourceVersion) are copied, the rest is shared, not deep-copied."""
     if shares_core_events(info):
-        return events_v1_to_core(copy.deepcopy(obj))
+        return events_v1_to_core(jsoncodec.clone(obj))
     out = dict(obj)
     out["metadata"] = dict(obj.get("metadata") or {})
     return to_storage(info, out)
