@@ -38,8 +38,6 @@ T = TypeVar("T")
 Manifest = str | Path | Mapping[str, Any] | Iterable[Mapping[str, Any]]
 
 
-
-
 def manifest_text(manifest: Manifest, substitutions: Mapping[str, str] | None = None) -> str:
     """YAML text for ``kubectl -f -``: a path, YAML/JSON text, one object or a list of objects;
     each ``substitutions`` key is replaced by its value (e.g. an image name by a local registry's)."""

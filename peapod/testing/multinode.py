@@ -34,8 +34,6 @@ from peapod.testing.waiting import wait_until
 CONTROLLER_LEASE = ("kube-system", "peapod-controller-manager")
 
 
-
-
 @dataclass
 class MultiNodeCluster:
     data_dir: Path
